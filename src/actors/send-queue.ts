@@ -1,0 +1,95 @@
+/**
+ * A FIFO with exactly one writer. zeromq.js allows one pending `send` per socket and throws
+ * EBUSY synchronously on a second, so every message (calls, replies, heartbeats) goes through
+ * here: `push` is synchronous, one async pump awaits each send in order.
+ */
+export type SendFn<T> = (item: T) => Promise<void>;
+export type SendFailureFn<T> = (item: T, tag: string | undefined, error: unknown) => void;
+
+export class SendQueue<T> {
+  #items: (T | undefined)[] = [];
+  #tags: (string | undefined)[] = [];
+  #head = 0;
+  #pumping = false;
+  #closed = false;
+  #idleWaiters: (() => void)[] = [];
+  readonly #send: SendFn<T>;
+  readonly #onFailure: SendFailureFn<T>;
+
+  constructor(send: SendFn<T>, onFailure: SendFailureFn<T>) {
+    this.#send = send;
+    this.#onFailure = onFailure;
+  }
+
+  /** Messages waiting to be handed to the socket. */
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /** Queues an item; `tag` (e.g. a call id) is handed back if the send fails. */
+  push(item: T, tag?: string): void {
+    if (this.#closed) {
+      this.#onFailure(item, tag, new Error("socket closed"));
+      return;
+    }
+    this.#items.push(item);
+    this.#tags.push(tag);
+    if (!this.#pumping) void this.#pump();
+  }
+
+  /** Resolves when everything queued so far has been handed to the socket. */
+  drained(): Promise<void> {
+    if (!this.#pumping && this.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Stops accepting items; everything still queued is reported as failed. */
+  close(reason: unknown): void {
+    this.#closed = true;
+    const items = this.#items;
+    const tags = this.#tags;
+    const head = this.#head;
+    this.#items = [];
+    this.#tags = [];
+    this.#head = 0;
+    for (let i = head; i < items.length; i++) this.#onFailure(items[i] as T, tags[i], reason);
+    this.#wakeIdle();
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (this.#head < this.#items.length) {
+        const index = this.#head++;
+        const item = this.#items[index] as T;
+        const tag = this.#tags[index];
+        this.#items[index] = undefined;
+        this.#tags[index] = undefined;
+        try {
+          await this.#send(item);
+        } catch (error) {
+          this.#onFailure(item, tag, error);
+        }
+        if (this.#head === this.#items.length) {
+          this.#items.length = 0;
+          this.#tags.length = 0;
+          this.#head = 0;
+        } else if (this.#head > 4096 && this.#head * 2 > this.#items.length) {
+          this.#items = this.#items.slice(this.#head);
+          this.#tags = this.#tags.slice(this.#head);
+          this.#head = 0;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+      this.#wakeIdle();
+    }
+  }
+
+  #wakeIdle(): void {
+    if (this.#idleWaiters.length === 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}

@@ -1,0 +1,129 @@
+import * as zmq from "zeromq";
+import { SendQueue, type SendFailureFn } from "./send-queue.js";
+
+/**
+ * The socket actor: the only module that imports zeromq. A channel owns one socket, one
+ * receive loop and one send queue. Parents use a DEALER, children a ROUTER (DESIGN §3).
+ */
+
+/** Called with the payload frame and the envelope frames before it (ROUTER: identity [+ empty]). */
+export type FrameHandler = (payload: Buffer, envelope: Buffer[]) => void;
+
+const EMPTY = Buffer.alloc(0);
+
+function endpointPort(endpoint: string | null): number {
+  const match = endpoint ? /:(\d+)$/.exec(endpoint) : null;
+  if (!match) throw new Error(`cannot read the port from endpoint ${String(endpoint)}`);
+  return Number(match[1]);
+}
+
+abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
+  protected readonly socket: S;
+  protected readonly queue: SendQueue<Item>;
+  #closed = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(socket: S, onSendFailure: SendFailureFn<Item>) {
+    this.socket = socket;
+    this.queue = new SendQueue<Item>((item) => this.write(item), onSendFailure);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Messages queued but not yet handed to zeromq. */
+  get sendBacklog(): number {
+    return this.queue.length;
+  }
+
+  /** Binds on host, port 0 by default, and returns the port the OS chose. */
+  async bind(host = "127.0.0.1", port = 0): Promise<number> {
+    await this.socket.bind(`tcp://${host}:${port === 0 ? "*" : port}`);
+    return endpointPort(this.socket.lastEndpoint);
+  }
+
+  connect(endpoint: string): void {
+    this.socket.connect(endpoint);
+  }
+
+  /** Starts the single receive loop. */
+  listen(onFrames: (frames: Buffer[]) => void, onLoopError: (error: unknown) => void): void {
+    if (this.#loop) throw new Error("receive loop already running");
+    this.#loop = (async () => {
+      try {
+        for (;;) {
+          const frames = await this.socket.receive();
+          onFrames(frames);
+        }
+      } catch (error) {
+        if (!this.#closed) onLoopError(error);
+      }
+    })();
+  }
+
+  /** Waits until everything queued has been handed to zeromq (bounded by the caller). */
+  drained(): Promise<void> {
+    return this.queue.drained();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.queue.close(new Error("socket closed"));
+    this.socket.close();
+  }
+
+  protected abstract write(item: Item): Promise<void>;
+}
+
+/** The parent's socket: sends `[empty, payload]`, receives `[empty, payload]`. */
+export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
+  constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
+    super(new zmq.Dealer({ linger: 0 }), (_item, tag, error) => onSendFailure(tag, error));
+  }
+
+  send(payload: Buffer, tag?: string): void {
+    this.queue.push(payload, tag);
+  }
+
+  /** Receives payloads: the last frame of whatever arrives (peers differ on the empty delimiter). */
+  onPayload(handler: (payload: Buffer) => void, onLoopError: (error: unknown) => void): void {
+    this.listen((frames) => {
+      const payload = frames[frames.length - 1];
+      if (payload !== undefined) handler(payload);
+    }, onLoopError);
+  }
+
+  protected write(payload: Buffer): Promise<void> {
+    return this.socket.send([EMPTY, payload]);
+  }
+}
+
+/** The child's socket. Replies reuse the request's envelope, so peers with or without the empty delimiter both work. */
+export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
+  constructor(onSendFailure: (error: unknown) => void) {
+    // mandatory: without it, replies beyond the HWM to a slow reader are silently dropped.
+    super(new zmq.Router({ linger: 500, mandatory: true }), (_item, _tag, error) => onSendFailure(error));
+  }
+
+  reply(envelope: Buffer[], payload: Buffer): void {
+    this.queue.push([...envelope, payload]);
+  }
+
+  /** Receives `(payload, envelope)`; frames with no identity + payload are dropped. */
+  onPayload(handler: FrameHandler, onMalformed: () => void, onLoopError: (error: unknown) => void): void {
+    this.listen((frames) => {
+      if (frames.length < 2) {
+        onMalformed();
+        return;
+      }
+      const payload = frames[frames.length - 1]!;
+      handler(payload, frames.slice(0, -1));
+    }, onLoopError);
+  }
+
+  protected write(frames: Buffer[]): Promise<void> {
+    return this.socket.send(frames);
+  }
+}

@@ -1,0 +1,250 @@
+import { callableNames } from "./actors/callable-names.js";
+import { Dispatcher, type Handler } from "./actors/dispatcher.js";
+import { RouterChannel } from "./actors/zmq-channel.js";
+import {
+  DEFAULT_NAMESPACE,
+  ENV_PORT,
+  MAX_PORT,
+  MIN_PORT,
+  RejectedFrame,
+  createError,
+  createHeartbeatReply,
+  encodeMessage,
+  parseFrame,
+  type HeartbeatMessage,
+  type RejectReason,
+} from "./wire/index.js";
+
+export interface ChildWorkerOptions {
+  /** Connect mode: the service id to register (arrives with the registry). */
+  serviceId?: string;
+  /** Calls that run at once; async handlers overlap up to this bound. Default 64. */
+  concurrency?: number;
+  /** How long `stop()` lets running calls finish before closing. Default 5000 ms. */
+  shutdownGraceMs?: number;
+  /**
+   * After a `shutdown` message, SIGTERM, SIGINT or the parent's death, exit the process if it
+   * has not exited by itself this long after `run()` resolved. Default 1000 ms; `false` never exits.
+   */
+  exitAfterStopMs?: number | false;
+  /** Process-wide SIGTERM/SIGINT handling by `run()`. Default true. */
+  handleSignals?: boolean;
+}
+
+export interface ChildWorkerStats {
+  callsReceived: number;
+  heartbeatsAnswered: number;
+  /** Frames dropped or refused, by reason. */
+  rejected: Partial<Record<RejectReason | "namespace-mismatch" | "short-envelope", number>>;
+  sendFailures: number;
+}
+
+type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
+
+const PARENT_WATCH_MS = 1000;
+
+/**
+ * Base class for workers written in TypeScript/JavaScript. Subclass it, add methods, call
+ * `run()`. Only the methods your subclasses define are callable (see `listFunctions()`).
+ */
+export abstract class ChildWorker {
+  /** The namespace this worker answers; calls for another namespace are ignored (spec §9.3). */
+  protected namespace: string = DEFAULT_NAMESPACE;
+  protected readonly serviceId: string | undefined;
+
+  readonly #options: Required<Omit<ChildWorkerOptions, "serviceId">>;
+  #channel: RouterChannel | undefined;
+  #dispatcher: Dispatcher | undefined;
+  #running = false;
+  #stopping: Promise<void> | undefined;
+  #resolveRun: (() => void) | undefined;
+  #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
+  #parentWatch: NodeJS.Timeout | undefined;
+  readonly #stats: ChildWorkerStats = { callsReceived: 0, heartbeatsAnswered: 0, rejected: {}, sendFailures: 0 };
+
+  constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
+    const options = typeof serviceIdOrOptions === "string" ? { serviceId: serviceIdOrOptions } : serviceIdOrOptions ?? {};
+    this.serviceId = options.serviceId;
+    this.#options = {
+      concurrency: options.concurrency ?? 64,
+      shutdownGraceMs: options.shutdownGraceMs ?? 5000,
+      exitAfterStopMs: options.exitAfterStopMs ?? 1000,
+      handleSignals: options.handleSignals ?? true,
+    };
+  }
+
+  /** The names a parent may call. */
+  listFunctions(): string[] {
+    return callableNames(this, ChildWorker.prototype);
+  }
+
+  get stats(): Readonly<ChildWorkerStats> {
+    return this.#stats;
+  }
+
+  /**
+   * Connects to the parent (spawn mode, `COMLINK_ZMQ_PORT`) and serves calls until a
+   * `shutdown` message, SIGTERM/SIGINT, the parent's death or `stop()`.
+   * Exits the process with code 1 and a FATAL line when the port is invalid.
+   */
+  async run(): Promise<void> {
+    if (this.#running) throw new Error("ChildWorker.run() called twice");
+    const portText = process.env[ENV_PORT];
+    let endpoint: string;
+    if (portText !== undefined) {
+      const port = Number(portText);
+      if (!/^\d+$/.test(portText.trim()) || !Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT) {
+        fatal(`invalid ${ENV_PORT} '${portText}': expected an integer port between ${MIN_PORT} and ${MAX_PORT}`);
+      }
+      endpoint = `tcp://127.0.0.1:${port}`;
+    } else if (this.serviceId !== undefined) {
+      fatal(`connect mode (serviceId '${this.serviceId}') is not available in this version; start the worker from a parent (spawn mode)`);
+    } else {
+      fatal(`Need ${ENV_PORT} env (spawn mode) or a serviceId (connect mode)`);
+    }
+
+    this.#running = true;
+    const handlers = new Map<string, Handler>();
+    for (const name of this.listFunctions()) {
+      const method = (this as unknown as Record<string, Handler>)[name]!;
+      handlers.set(name, method.bind(this));
+    }
+    this.#dispatcher = new Dispatcher(handlers, { concurrency: this.#options.concurrency });
+    const channel = new RouterChannel(() => this.#stats.sendFailures++);
+    this.#channel = channel;
+    const finished = new Promise<void>((resolve) => (this.#resolveRun = resolve));
+
+    channel.onPayload(
+      (payload, envelope) => this.#onFrame(payload, envelope),
+      () => this.#reject("short-envelope"),
+      (error) => {
+        process.stderr.write(`multifrost child: receive loop failed: ${String(error)}\n`);
+        void this.#stop("api");
+      },
+    );
+    channel.connect(endpoint);
+    this.#installSignalHandlers();
+    this.#watchParent();
+    await finished;
+  }
+
+  /** Stops serving: lets running calls finish (bounded), flushes replies, closes the socket. */
+  stop(): Promise<void> {
+    return this.#stop("api");
+  }
+
+  #onFrame(payload: Buffer, envelope: Buffer[]): void {
+    const message = parseFrame(payload);
+    if (message instanceof RejectedFrame) {
+      this.#reject(message.reason);
+      if (message.type === "call" && message.id !== undefined) {
+        this.#channel?.reply(envelope, encodeMessage(createError(message.id, invalidCallText(message.reason))));
+      }
+      return;
+    }
+    switch (message.type) {
+      case "call": {
+        if (message.namespace !== this.namespace) {
+          this.#reject("namespace-mismatch");
+          return;
+        }
+        this.#stats.callsReceived++;
+        if (this.#stopping) {
+          this.#channel?.reply(envelope, encodeMessage(createError(message.id, "WorkerStoppingError: worker is shutting down")));
+          return;
+        }
+        this.#dispatcher!.dispatch(message, (reply) => this.#channel?.reply(envelope, reply));
+        return;
+      }
+      case "heartbeat":
+        // Answered here, outside the call queue: a busy worker is not a dead one.
+        this.#stats.heartbeatsAnswered++;
+        this.#channel?.reply(envelope, encodeMessage(createHeartbeatReply(message as HeartbeatMessage)));
+        return;
+      case "shutdown":
+        void this.#stop("shutdown-message");
+        return;
+      default:
+        return; // responses, output and unknown types are not for a child
+    }
+  }
+
+  #reject(reason: keyof ChildWorkerStats["rejected"]): void {
+    this.#stats.rejected[reason] = (this.#stats.rejected[reason] ?? 0) + 1;
+  }
+
+  #stop(reason: StopReason): Promise<void> {
+    this.#stopping ??= this.#shutdown(reason);
+    return this.#stopping;
+  }
+
+  async #shutdown(reason: StopReason): Promise<void> {
+    this.#removeSignalHandlers();
+    if (this.#parentWatch) clearInterval(this.#parentWatch);
+    const channel = this.#channel;
+    if (this.#dispatcher && reason !== "parent-gone") {
+      await withTimeout(this.#dispatcher.idle(), this.#options.shutdownGraceMs);
+    }
+    if (channel) {
+      await withTimeout(channel.drained(), 1000);
+      channel.close();
+    }
+    this.#running = false;
+    this.#resolveRun?.();
+    const exitAfter = this.#options.exitAfterStopMs;
+    if (reason !== "api" && exitAfter !== false) {
+      setTimeout(() => process.exit(0), exitAfter).unref();
+    }
+  }
+
+  #installSignalHandlers(): void {
+    if (!this.#options.handleSignals) return;
+    this.#signalHandler = () => {
+      void this.#stop("signal").then(() => process.exit(0));
+    };
+    process.on("SIGTERM", this.#signalHandler);
+    process.on("SIGINT", this.#signalHandler);
+  }
+
+  #removeSignalHandlers(): void {
+    if (!this.#signalHandler) return;
+    process.off("SIGTERM", this.#signalHandler);
+    process.off("SIGINT", this.#signalHandler);
+    this.#signalHandler = undefined;
+  }
+
+  /** In spawn mode, a parent that died without stopping us must not leave us running. */
+  #watchParent(): void {
+    const parentPid = process.ppid;
+    this.#parentWatch = setInterval(() => {
+      if (process.ppid !== parentPid) void this.#stop("parent-gone");
+    }, PARENT_WATCH_MS);
+    this.#parentWatch.unref();
+  }
+}
+
+function invalidCallText(reason: RejectReason): string {
+  switch (reason) {
+    case "missing-function":
+      return "InvalidMessageError: Message missing 'function' field";
+    case "bad-args":
+      return "InvalidMessageError: 'args' must be an array";
+    default:
+      return `InvalidMessageError: invalid call (${reason})`;
+  }
+}
+
+function fatal(message: string): never {
+  process.stderr.write(`FATAL: ${message}\n`);
+  process.exit(1);
+}
+
+function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

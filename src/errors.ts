@@ -1,0 +1,116 @@
+/**
+ * Every error Multifrost raises. This module imports nothing, so every layer may use it.
+ * Each class has a stable `name` and `code` so callers can branch without `instanceof`
+ * across package copies.
+ */
+
+export type MultifrostErrorCode =
+  | "ERR_REMOTE_CALL"
+  | "ERR_CALL_TIMEOUT"
+  | "ERR_WORKER_EXITED"
+  | "ERR_WORKER_NOT_RUNNING"
+  | "ERR_WORKER_START"
+  | "ERR_ENCODE"
+  | "ERR_PROTOCOL"
+  | "ERR_INVALID_ARGUMENT"
+  | "ERR_SEND_FAILED";
+
+export class MultifrostError extends Error {
+  readonly code: MultifrostErrorCode;
+  constructor(code: MultifrostErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The worker's function threw (or the child refused the call): carries the remote error's type, message and stack. */
+export class RemoteCallError extends MultifrostError {
+  /** The remote error type, e.g. `"ValueError"` or `"TypeError"` (`"Error"` when the peer sent none). */
+  readonly remoteType: string;
+  /** The remote message without the type prefix. */
+  readonly remoteMessage: string;
+  /** The remote stack or Python traceback, when the peer sent one. */
+  readonly remoteStack: string | undefined;
+  /** The function that was called. */
+  readonly functionName: string | undefined;
+  constructor(remoteType: string, remoteMessage: string, remoteStack?: string, functionName?: string) {
+    super("ERR_REMOTE_CALL", `${remoteType}: ${remoteMessage}`);
+    this.remoteType = remoteType;
+    this.remoteMessage = remoteMessage;
+    this.remoteStack = remoteStack;
+    this.functionName = functionName;
+  }
+}
+
+/** The call got no reply within its timeout. */
+export class CallTimeoutError extends MultifrostError {
+  readonly functionName: string;
+  readonly timeoutMs: number;
+  constructor(functionName: string, timeoutMs: number, hint?: string) {
+    super("ERR_CALL_TIMEOUT", `Function '${functionName}' timed out after ${timeoutMs}ms${hint ? ` (${hint})` : ""}`);
+    this.functionName = functionName;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The worker process exited (or could not be started) while calls were pending. */
+export class WorkerExitedError extends MultifrostError {
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  /** The last lines the child wrote to stderr, oldest first. */
+  readonly stderrTail: readonly string[];
+  constructor(workerName: string, exitCode: number | null, signal: string | null, stderrTail: readonly string[] = []) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    const tail = stderrTail.length ? `\n--- last stderr lines ---\n${stderrTail.join("\n")}` : "";
+    super("ERR_WORKER_EXITED", `Worker '${workerName}' ${how}${tail}`);
+    this.exitCode = exitCode;
+    this.signal = signal;
+    this.stderrTail = stderrTail;
+  }
+}
+
+/** A call was made on a worker that was never started, or is stopping/stopped. */
+export class WorkerNotRunningError extends MultifrostError {
+  constructor(workerName: string, state: string) {
+    super("ERR_WORKER_NOT_RUNNING", `Worker '${workerName}' is not running (state: ${state})`);
+  }
+}
+
+/** `start()` failed: the executable is missing, the child exited early, or it never answered. */
+export class WorkerStartError extends MultifrostError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_WORKER_START", message, options);
+  }
+}
+
+/** A value cannot be sent over the v4 wire (checked before anything is sent). */
+export class EncodeError extends MultifrostError {
+  /** Where in the value the problem is, e.g. `args[0].user` or `result`. */
+  readonly path: string;
+  constructor(path: string, problem: string) {
+    super("ERR_ENCODE", `Cannot encode ${path}: ${problem}`);
+    this.path = path;
+  }
+}
+
+/** Bytes from the network that are not a valid v4 message. */
+export class ProtocolError extends MultifrostError {
+  constructor(message: string) {
+    super("ERR_PROTOCOL", message);
+  }
+}
+
+/** A bad argument to a Multifrost API (not a remote failure). */
+export class InvalidArgumentError extends MultifrostError {
+  constructor(message: string) {
+    super("ERR_INVALID_ARGUMENT", message);
+  }
+}
+
+/** The socket refused to send the message (peer unreachable, socket closed). */
+export class SendFailedError extends MultifrostError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_SEND_FAILED", message, options);
+  }
+}

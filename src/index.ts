@@ -1,0 +1,23 @@
+export { ParentWorker } from "./parent-worker.js";
+export type { SpawnOptions, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
+export { ParentHandle } from "./parent-handle.js";
+export { ChildWorker } from "./child-worker.js";
+export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";
+export type { CallOptions, CallProxy, Remote, DynamicFunctions } from "./call-proxy.js";
+export {
+  MultifrostError,
+  RemoteCallError,
+  CallTimeoutError,
+  WorkerExitedError,
+  WorkerNotRunningError,
+  WorkerStartError,
+  EncodeError,
+  ProtocolError,
+  InvalidArgumentError,
+  SendFailedError,
+} from "./errors.js";
+export type { MultifrostErrorCode } from "./errors.js";
+export type { LifecycleState } from "./machines/worker-lifecycle.js";
+export { workerLifecycleMachine } from "./machines/worker-lifecycle.js";
+export { APP_ID, MessageType, DEFAULT_NAMESPACE } from "./wire/constants.js";
+export type { WireMessage, CallMessage, ResponseMessage, ErrorMessage, OutputMessage, HeartbeatMessage, ShutdownMessage } from "./wire/messages.js";
