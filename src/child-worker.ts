@@ -137,7 +137,9 @@ export abstract class ChildWorker {
     const message = parseFrame(payload);
     if (message instanceof RejectedFrame) {
       this.#reject(message.reason);
-      if (message.type === "call" && message.id !== undefined) {
+      // A v4 call we can answer (right app, readable id) but cannot run gets an error reply;
+      // anything else, including a wrong app id (spec §9.2), is dropped silently.
+      if (message.id !== undefined && (message.reason === "missing-function" || message.reason === "bad-args")) {
         this.#channel?.reply(envelope, encodeMessage(createError(message.id, invalidCallText(message.reason))));
       }
       return;

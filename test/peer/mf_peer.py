@@ -18,6 +18,8 @@ Two roles, chosen by the first argument:
     mf_peer.py parent --exec EXE [--exec-arg ARG ...] --script PATH [--timeout S]
     Prints one JSON line per case and a final ``{"done": true, ...}`` line;
     exits 0 when every case passed, 1 otherwise.
+    A hidden ``--script-arg ARG`` appends arguments after the script (self-test:
+    ``parent --exec /usr/bin/python3 --script mf_peer.py --script-arg child``).
 
 Run it with /usr/bin/python3 (needs pyzmq and msgpack); only 127.0.0.1 is ever used.
 """
@@ -29,6 +31,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -150,6 +153,10 @@ class ChildFunctions:
             raise TypeError(f"count_bytes expects bytes, got {type(b).__name__}")
         return len(b)
 
+    def spray_garbage(self):
+        """Before its reply, the serve loop sends GARBAGE_FOR_PARENT to the caller (see serve)."""
+        return "sprayed"
+
     def _private(self):
         raise AssertionError("_private must never be reachable remotely")
 
@@ -262,12 +269,36 @@ def send_reply(sock, envelope, reply):
             print("mf_peer child: reply dropped (EAGAIN)", file=sys.stderr, flush=True)
 
 
-def serve(sock, handler, parent_pid):
-    """Receive loop: one message at a time, until shutdown, a signal or parent death."""
+def watch_parent(parent_pid):
+    """Daemon thread: when our parent dies (we get re-parented), SIGTERM ourselves so the
+    main thread stops even while it is busy inside a slow function such as sleep()."""
+    while os.getppid() == parent_pid:
+        time.sleep(TICK_MS / 1000)
+    print("mf_peer child: parent process died, exiting", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def garbage_for_parent(call_id):
+    """Hostile or odd frames a parent must survive (and ignore or print), sent raw before the
+    reply to ``spray_garbage``; the real reply is then sent twice (the duplicate must be ignored)."""
+    return [
+        b"\xc1\xc1garbage",
+        b"",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb("just a string"),
+        msgpack.packb({"app": "other_app", "id": call_id, "type": "response", "result": "wrong app"}),
+        msgpack.packb({"app": APP, "type": "response", "timestamp": time.time(), "result": "no id"}),
+        msgpack.packb({"app": APP, "id": "unknown-id", "type": "response", "timestamp": time.time(), "result": 1}),
+        msgpack.packb({"app": APP, "id": "unknown-id", "type": "error", "timestamp": time.time(), "error": "x"}),
+        msgpack.packb({"app": APP, "id": call_id, "type": "gossip", "timestamp": time.time()}),
+        msgpack.packb({"app": APP, "type": "stdout", "timestamp": time.time(), "output": "forwarded line"}),
+        msgpack.packb({"app": APP, "id": call_id, "timestamp": time.time()}),
+    ]
+
+
+def serve(sock, handler):
+    """Receive loop: one message at a time, until shutdown or a signal (StopChild)."""
     while True:
-        if os.getppid() != parent_pid:
-            print("mf_peer child: parent process died, exiting", file=sys.stderr, flush=True)
-            raise StopChild()
         if not sock.poll(TICK_MS, zmq.POLLIN):
             continue
         frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -278,7 +309,14 @@ def serve(sock, handler, parent_pid):
         if message is None:
             continue
         reply = handler.handle(message)
+        spray = (reply is not None and message.get("type") == "call"
+                 and message.get("function") == "spray_garbage" and reply.get("type") == "response")
+        if spray:
+            for junk in garbage_for_parent(message["id"]):
+                sock.send_multipart(envelope + [junk])
         if reply is not None:
+            send_reply(sock, envelope, reply)
+        if spray:
             send_reply(sock, envelope, reply)
 
 
@@ -287,6 +325,7 @@ def run_child(opts):
     port = None if opts.bind else read_spawn_port()
     signal.signal(signal.SIGTERM, raise_stop)
     signal.signal(signal.SIGINT, raise_stop)
+    threading.Thread(target=watch_parent, args=(parent_pid,), daemon=True).start()
     context = zmq.Context()
     sock = context.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, CHILD_LINGER_MS)
@@ -296,7 +335,7 @@ def run_child(opts):
             print(f"PORT {bound}", flush=True)
         else:
             sock.connect(f"tcp://127.0.0.1:{port}")
-        serve(sock, ChildHandler(opts.namespace), parent_pid)
+        serve(sock, ChildHandler(opts.namespace))
     except StopChild:
         pass
     finally:
@@ -465,8 +504,9 @@ class ParentLink:
         """Wait for and return the reply to ``msg_id``; CaseFailure if none arrives."""
         if self.wait_for([msg_id], timeout):
             code = self.child_exit_code()
-            extra = f" (child exited with code {code})" if code is not None else ""
-            raise CaseFailure(f"no reply to {label} within {timeout:g}s{extra}")
+            if code is not None:
+                raise CaseFailure(f"no reply to {label}: child exited with code {code}")
+            raise CaseFailure(f"no reply to {label} within {timeout:g}s")
         return self.inbox[msg_id][0]
 
     def call(self, function, *args, timeout, namespace=None):
@@ -787,20 +827,18 @@ def wait_ready(link, timeout):
         raise CaseFailure(f"readiness heartbeat answered with {short(reply)}")
 
 
-def run_cases(link, call_timeout):
-    passed = failed = 0
+def run_cases(link, call_timeout, tally):
+    """Run every case in order, printing one JSON line each and counting into ``tally``."""
     for name, case in CASES:
         try:
             case(link, call_timeout)
-            emit({"case": name, "ok": True, "detail": ""})
-            passed += 1
+            detail = None
         except CaseFailure as failure:
-            emit({"case": name, "ok": False, "detail": str(failure)})
-            failed += 1
+            detail = str(failure)
         except Exception as exc:  # a bug in the case itself must not stop the run
-            emit({"case": name, "ok": False, "detail": f"crashed: {type(exc).__name__}: {exc}"})
-            failed += 1
-    return passed, failed
+            detail = f"crashed: {type(exc).__name__}: {exc}"
+        emit({"case": name, "ok": detail is None, "detail": detail or ""})
+        tally["passed" if detail is None else "failed"] += 1
 
 
 def raise_interrupt(_signum, _frame):
@@ -811,24 +849,24 @@ def run_parent(opts):
     signal.signal(signal.SIGTERM, raise_interrupt)
     command = [opts.exec, *opts.exec_arg, opts.script, *opts.script_arg]
     link = ParentLink(opts.namespace, opts.client_name)
-    passed = failed = 0
+    tally = {"passed": 0, "failed": 0}
     try:
         link.spawn(command)
         wait_ready(link, opts.timeout)
-        passed, failed = run_cases(link, opts.call_timeout)
+        run_cases(link, opts.call_timeout, tally)
     except (CaseFailure, OSError) as failure:
         emit({"case": "ready", "ok": False, "detail": f"{command}: {failure}"})
-        failed = 1
+        tally["failed"] += 1
     except KeyboardInterrupt:
-        note("interrupted; stopping the child")
-        failed = max(failed, 1)
+        emit({"case": "interrupted", "ok": False, "detail": "parent got SIGINT/SIGTERM"})
+        tally["failed"] += 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         link.terminate_child()
         link.close()
-    emit({"done": True, "passed": passed, "failed": failed})
-    return 0 if failed == 0 else 1
+    emit({"done": True, **tally})
+    return 0 if tally["failed"] == 0 else 1
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: the Python peer's Debian packages, then npm ci.
+# Python workers need /usr/bin/python3 with python3-zmq and python3-msgpack (PyPI is not used).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3-zmq python3-msgpack
+  else
+    echo "setup: run as root, or install python3-zmq and python3-msgpack with apt-get" >&2
+    exit 1
+  fi
+fi
+/usr/bin/python3 -c 'import zmq, msgpack; print("python3-zmq", zmq.__version__, "| python3-msgpack", ".".join(map(str, msgpack.version)))'
+
+npm ci --no-audit --no-fund

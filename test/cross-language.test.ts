@@ -1,0 +1,274 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  CallTimeoutError,
+  EncodeError,
+  ParentWorker,
+  RemoteCallError,
+  WorkerExitedError,
+} from "../src/index.js";
+import { descendants, isAlive, waitFor } from "./helpers/processes.js";
+
+/**
+ * TS ↔ Python over real sockets, both directions, against the project's own Python v4 peer
+ * (test/peer/mf_peer.py, written from the spec; it reproduces the Python v4 quirks: no `result`
+ * key for None, "Type: msg\ntraceback" errors, rebuilt heartbeat metadata, strict map keys).
+ * Debian's /usr/bin/python3 has python3-zmq and python3-msgpack; these tests never skip.
+ */
+const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
+const PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
+const TS_WORKER = fileURLToPath(new URL("./fixtures/math-worker.mjs", import.meta.url));
+
+function quiet(): { lines: string[]; onOutput: (stream: string, line: string) => void } {
+  const lines: string[] = [];
+  return { lines, onOutput: (stream, line) => lines.push(`${stream}: ${line}`) };
+}
+
+describe("TS parent → Python child", () => {
+  let worker: ParentWorker;
+  const output = quiet();
+
+  beforeAll(async () => {
+    worker = ParentWorker.spawn(PEER, PYTHON, { args: ["child"], name: "py", onOutput: output.onOutput });
+    await worker.start();
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  it("is ready after a real heartbeat and answers calls", async () => {
+    expect(worker.state).toBe("connected");
+    expect(typeof worker.lastHeartbeatRttMs).toBe("number");
+    const handle = worker.handle();
+    expect(await handle.call.add(1, 2)).toBe(3);
+    expect(await handle.call.multiply(2.5, 4)).toBe(10);
+    expect(await worker.ping()).toBeGreaterThan(0);
+  });
+
+  it("round-trips primitives with the right Python types", async () => {
+    const call = worker.handle().call;
+    const cases: [unknown, string][] = [
+      [true, "bool"],
+      [0, "int"],
+      [-1, "int"],
+      [255, "int"],
+      [2 ** 31, "int"],
+      [2 ** 32 + 5, "int"], // msgpackr alone would send a float64 here
+      [-(2 ** 40), "int"],
+      [Number.MAX_SAFE_INTEGER, "int"],
+      [1.5, "float"],
+      ["", "str"],
+      ["plain", "str"],
+      [null, "NoneType"],
+      [undefined, "NoneType"],
+      [Buffer.from([0, 1, 255]), "bytes"],
+      [new Uint8Array([1, 2]), "bytes"],
+      [[1, "a"], "list"],
+      [{ a: 1 }, "dict"],
+      [new Map([["k", 1]]), "dict"],
+    ];
+    for (const [value, pythonType] of cases) {
+      expect(await call.type_of(value), String(value)).toBe(pythonType);
+    }
+    expect(await call.echo(2 ** 32 + 5)).toBe(2 ** 32 + 5);
+    expect(await call.echo(-(2 ** 40))).toBe(-(2 ** 40));
+    expect(await call.echo(1.5)).toBe(1.5);
+    expect(await call.echo(true)).toBe(true);
+  });
+
+  it("round-trips nested structures, unicode and bytes", async () => {
+    const call = worker.handle().call;
+    const nested = { a: [1, { b: [true, null, 1.5] }], c: { d: { e: "f" } }, list: [[[]]] };
+    expect(await call.echo(nested)).toEqual(nested);
+    expect(await call.nested()).toEqual({ a: [1, { b: [true, null, 1.5] }], u: "héllo 世界 🎉" });
+    const text = "héllo 世界 🎉 \u0000 zero";
+    expect(await call.echo(text)).toBe(text);
+    const bytes = Buffer.from([0, 1, 255, 128]);
+    const back = await call.echo(bytes);
+    expect(Buffer.isBuffer(back)).toBe(true);
+    expect(Buffer.compare(back as Buffer, bytes)).toBe(0);
+    expect(await call.count_bytes(Buffer.alloc(1000))).toBe(1000);
+  });
+
+  it("carries int64 and uint64 limits exactly", async () => {
+    const call = worker.handle().call;
+    for (const value of [2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]) {
+      expect(await call.echo(value)).toBe(value);
+    }
+    expect(await call.big_ints()).toEqual([2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]);
+    await expect(call.echo(2n ** 64n)).rejects.toBeInstanceOf(EncodeError);
+  });
+
+  it("reads None as null, whether Python sends a result key or omits it", async () => {
+    const call = worker.handle().call;
+    expect(await call.none()).toBeNull(); // Python v4 drops the `result` key for None
+    expect(await call.echo(null)).toBeNull();
+  });
+
+  it("turns Python exceptions into RemoteCallError with type, message and traceback", async () => {
+    const error = await worker.handle().call.fail("boom").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RemoteCallError);
+    const remote = error as RemoteCallError;
+    expect(remote.remoteType).toBe("ValueError");
+    expect(remote.remoteMessage).toBe("boom");
+    expect(remote.remoteStack).toMatch(/Traceback/);
+    expect(remote.functionName).toBe("fail");
+  });
+
+  it("reports missing and private functions as remote errors", async () => {
+    const missing = await worker.callFunction("no_such_fn").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(RemoteCallError);
+    expect((missing as RemoteCallError).message).toMatch(/no_such_fn.*not found/);
+    const hidden = await worker.callFunction("_private").catch((e: unknown) => e);
+    expect(hidden).toBeInstanceOf(RemoteCallError);
+    expect((hidden as RemoteCallError).message).toMatch(/private/);
+  });
+
+  it("refuses a Map with non-string keys before sending (Python would drop the message)", async () => {
+    const sent = worker.stats.callsSent;
+    await expect(worker.handle().call.echo(new Map([[1, "x"]]))).rejects.toBeInstanceOf(EncodeError);
+    expect(worker.stats.callsSent).toBe(sent);
+    expect(await worker.handle().call.add(2, 2)).toBe(4); // the worker is unaffected
+  });
+
+  it("times out a namespace mismatch with an error naming the namespace", async () => {
+    const error = await worker.handle().call.withOptions({ namespace: "other", timeout: 300 }).add(1, 1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CallTimeoutError);
+    expect((error as Error).message).toMatch(/namespace 'other'/);
+    expect(await worker.handle().call.add(1, 1)).toBe(2);
+  });
+
+  it("pipelines 250 calls and returns each result to its caller", async () => {
+    const call = worker.handle().call;
+    const results = await Promise.all(Array.from({ length: 250 }, (_, i) => call.add(i, 1000)));
+    expect(results).toEqual(Array.from({ length: 250 }, (_, i) => i + 1000));
+  });
+
+  it("moves a 1 MiB payload both ways", async () => {
+    const payload = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    const back = (await worker.handle().call.echo(payload)) as Buffer;
+    expect(back.length).toBe(payload.length);
+    expect(Buffer.compare(back, payload)).toBe(0);
+  });
+
+  it("survives garbage, stray and duplicate frames from the child, and prints forwarded output", async () => {
+    const before = { ...worker.stats.rejected };
+    const unmatched = worker.stats.unmatchedReplies;
+    expect(await worker.handle().call.spray_garbage()).toBe("sprayed");
+    await waitFor(() => output.lines.includes("stdout: forwarded line"), 5000, "the forwarded stdout line");
+    const rejected = worker.stats.rejected;
+    const grew = (reason: keyof typeof rejected): number => (rejected[reason] ?? 0) - (before[reason] ?? 0);
+    expect(grew("undecodable")).toBe(2);
+    expect(grew("not-a-map")).toBe(2);
+    expect(grew("wrong-app")).toBe(1);
+    expect(grew("missing-id")).toBe(1);
+    expect(grew("unknown-type")).toBe(1);
+    expect(grew("missing-type")).toBe(1);
+    // two unknown ids, then the duplicate of the real reply (it may land just after the call resolved)
+    await waitFor(() => worker.stats.unmatchedReplies - unmatched === 3, 5000, "the duplicate reply");
+    expect(await worker.handle().call.add(40, 2)).toBe(42);
+  });
+
+  it("lists the Python worker's functions", async () => {
+    const names = (await worker.callFunction("list_functions")) as string[];
+    expect(names).toContain("add");
+    expect(names).not.toContain("_private");
+  });
+});
+
+describe("TS parent → Python child: lifecycle", () => {
+  let worker: ParentWorker | undefined;
+  afterEach(async () => {
+    await worker?.stop();
+    worker = undefined;
+  });
+
+  it("rejects pending calls at once when the Python child is killed", async () => {
+    worker = ParentWorker.spawn(PEER, PYTHON, { args: ["child"], onOutput: () => undefined, defaultTimeout: 60_000 });
+    await worker.start();
+    const pending = worker.handle().call.sleep(30);
+    await waitFor(() => worker!.pendingCalls === 1, 5000, "the call to be pending");
+    process.kill(worker.pid!, "SIGKILL");
+    const error = await pending.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerExitedError);
+    expect((error as WorkerExitedError).signal).toBe("SIGKILL");
+    expect(worker.state).toBe("exited");
+  });
+
+  it("stops the Python child with a shutdown message and leaves nothing behind", async () => {
+    worker = ParentWorker.spawn(PEER, PYTHON, { args: ["child"], onOutput: () => undefined });
+    const exits: (number | null)[] = [];
+    worker.on("exit", (exit) => exits.push(exit.code));
+    await worker.start();
+    const pid = worker.pid!;
+    await worker.stop();
+    expect(exits).toEqual([0]);
+    expect(isAlive(pid)).toBe(false);
+  });
+
+  it("fails start() clearly when the Python child cannot start", async () => {
+    // An unknown role makes the peer's argparse exit 2 with a usage line on stderr.
+    worker = ParentWorker.spawn(PEER, PYTHON, { args: ["no-such-role"], onOutput: () => undefined });
+    const error = await worker.start().catch((e: unknown) => e);
+    expect((error as Error).name).toBe("WorkerStartError");
+    expect((error as Error).message).toMatch(/exited with code 2/);
+    expect((error as Error).message).toMatch(/invalid choice|usage/);
+  });
+});
+
+describe("Python parent → TS child", () => {
+  it("passes every interop case the Python v4-style parent runs", async () => {
+    const cases: { case: string; ok: boolean; detail: string }[] = [];
+    let done: { passed: number; failed: number } | undefined;
+    const stderr: string[] = [];
+    const child = spawn(PYTHON, [PEER, "parent", "--exec", process.execPath, "--script", TS_WORKER], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
+    let buffered = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (!line.startsWith("{")) continue;
+        const record = JSON.parse(line) as { case?: string; ok?: boolean; detail?: string; done?: boolean; passed?: number; failed?: number };
+        if (record.done) done = { passed: record.passed!, failed: record.failed! };
+        else if (record.case) cases.push({ case: record.case, ok: record.ok!, detail: record.detail ?? "" });
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    const failed = cases.filter((c) => !c.ok);
+    expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr.join("")}`).toEqual([]);
+    expect(cases.map((c) => c.case)).toEqual([
+      "heartbeat",
+      "add_ints",
+      "add_floats",
+      "primitives",
+      "none",
+      "nested",
+      "unicode",
+      "bytes",
+      "int64_limits",
+      "remote_error",
+      "missing_function",
+      "private_function",
+      "list_functions",
+      "namespace_mismatch",
+      "pipelined_200",
+      "payload_1mib",
+      "garbage",
+      "concurrency",
+      "shutdown",
+    ]);
+    expect(done).toEqual({ passed: 19, failed: 0 });
+    expect(code).toBe(0);
+  }, 60_000);
+});
+
+afterAll(async () => {
+  await waitFor(() => descendants().length === 0, 5000, "no process left behind");
+});
