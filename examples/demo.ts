@@ -1,0 +1,91 @@
+// The demo: a TypeScript parent calling a Python worker and a TypeScript worker.
+//   npm run demo
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { CallTimeoutError, ParentWorker, RemoteCallError, WorkerExitedError } from "multifrost";
+import type { TextWorker } from "./text-worker.js";
+
+const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
+// Debian's python3 has python3-zmq/python3-msgpack; MULTIFROST_PYTHON picks another one.
+const python = process.env.MULTIFROST_PYTHON ?? (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+
+interface MathWorker {
+  add(a: number, b: number): number;
+  describe(values: number[]): { count: number; mean: number; stdev: number; max: number };
+  factorial(n: number): number | bigint;
+  divide(a: number, b: number): number;
+  slow(seconds: number): number;
+}
+
+const step = (title: string): void => console.log(`\n── ${title}`);
+
+const pyWorker = ParentWorker.spawn(here("../python/math_worker.py"), python, { name: "math.py" });
+const tsWorker = ParentWorker.spawn(here("./text-worker.js"), "node", { name: "text.ts" });
+const math = pyWorker.handle<MathWorker>();
+const text = tsWorker.handle<TextWorker>();
+tsWorker.on("state", ({ from, to, reason }) => console.log(`   [text.ts] ${from} → ${to} (${reason})`));
+
+try {
+  step("start both workers (resolves once each has answered a heartbeat)");
+  const started = performance.now();
+  await Promise.all([math.start(), text.start()]);
+  console.log(`   ready in ${(performance.now() - started).toFixed(0)} ms — python pid ${pyWorker.pid}, node pid ${tsWorker.pid}`);
+
+  step("call Python");
+  console.log("   add(2, 3)          =", await math.call.add(2, 3));
+  console.log("   describe([...])    =", await math.call.describe([2, 4, 4, 4, 5, 5, 7, 9]));
+  console.log("   factorial(20)      =", await math.call.factorial(20), "(int64 → bigint)");
+
+  step("call TypeScript, then feed its result to Python");
+  const counts = await text.call.wordCount("the quick fox and the lazy dog and the cat");
+  console.log("   wordCount(...)     =", counts);
+  console.log("   shout('hello')     =", await text.call.shout("hello"));
+  const lengths = await text.call.fetchLengths(["a", "bb", "ccc", "dddd"]);
+  console.log("   python describes   =", await math.call.describe(lengths));
+
+  step("100 concurrent calls to each worker");
+  const t0 = performance.now();
+  const sums = await Promise.all(Array.from({ length: 100 }, (_, i) => math.call.add(i, i)));
+  const shouts = await Promise.all(Array.from({ length: 100 }, (_, i) => text.call.shout(`n${i}`)));
+  console.log(`   ${sums.length + shouts.length} answers in ${(performance.now() - t0).toFixed(0)} ms; last: ${sums[99]}, ${shouts[99]}`);
+
+  step("a Python exception arrives as a RemoteCallError");
+  try {
+    await math.call.divide(1, 0);
+  } catch (error) {
+    if (!(error instanceof RemoteCallError)) throw error;
+    console.log(`   ${error.remoteType}: ${error.remoteMessage} (traceback: ${error.remoteStack?.split("\n").length} lines)`);
+  }
+
+  step("a slow call with a per-call timeout");
+  try {
+    await math.call.withOptions({ timeout: 300 }).slow(2);
+  } catch (error) {
+    if (!(error instanceof CallTimeoutError)) throw error;
+    console.log(`   ${error.name}: ${error.message}`);
+  }
+
+  step("a worker that dies: pending and later calls fail at once");
+  try {
+    await Promise.all([text.call.crash(3), text.call.withOptions({ timeout: 60_000 }).fetchLengths(["still waiting"])]);
+    await text.call.shout("too late");
+  } catch (error) {
+    if (!(error instanceof WorkerExitedError)) throw error;
+    console.log(`   ${error.name}: exit code ${error.exitCode}; state is now '${tsWorker.state}'`);
+  }
+} finally {
+  step("stop (shutdown message → SIGTERM → SIGKILL, whole process group)");
+  const pids = [pyWorker.pid, tsWorker.pid];
+  await Promise.all([math.stop(), text.stop()]);
+  const alive = pids.filter((pid) => pid !== undefined && isAlive(pid));
+  console.log(`   stopped; processes left: ${alive.length === 0 ? "none" : alive.join(", ")}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
