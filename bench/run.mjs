@@ -10,7 +10,9 @@
 //         msgpackr comlink_ipc_v4 echo between two processes, no library code.
 //
 // Every round starts a fresh pair (ours + raw) and runs each measurement for both, one after the
-// other (the order alternates between rounds), so machine drift hits both alike. Ratios
+// other (the order alternates between rounds), so machine drift hits both alike. Pipelined rates
+// are finer still: each subject's window is cut into slices run ours/raw/ours/raw... and the
+// rate is the mean over its slices (equal windows, so = completions / total window). Ratios
 // ours/raw are taken within a round, then the median over rounds is reported (as PERF-FLOOR.md
 // does). Cold starts are interleaved ours/raw too. Prints a Markdown report on stdout and writes
 // the raw data to bench/results/latest.json.
@@ -31,14 +33,14 @@ const CONFIG = quick
   ? {
       rounds: 2,
       seq: { warmup: 300, iterations: 2000 },
-      pipe: { windowMs: 500, warmupMs: 200 },
+      pipe: { slices: 2, windowMs: 250, warmupMs: 150 },
       big: { warmup: 10, iterations: 60 },
       coldPerRound: 2,
     }
   : {
       rounds: 5,
       seq: { warmup: 2000, iterations: 10000 },
-      pipe: { windowMs: 2000, warmupMs: 300 },
+      pipe: { slices: 4, windowMs: 500, warmupMs: 300 },
       big: { warmup: 30, iterations: 300 },
       coldPerRound: 5,
     };
@@ -116,7 +118,7 @@ function ordered(round, byName) {
 
 async function runRound(round, big) {
   const order = round % 2 === 0 ? ["ours", "raw"] : ["raw", "ours"];
-  const out = { round, order, seq: {}, pipelined: {}, echo1MiB: {}, cold: {} };
+  const out = { round, order, loadavg: os.loadavg(), seq: {}, pipelined: {}, pipelinedSlices: {}, echo1MiB: {}, cold: {} };
   const peers = {};
   try {
     for (const name of order) peers[name] = await STARTERS[name]();
@@ -129,8 +131,10 @@ async function runRound(round, big) {
 
     for (const inFlight of IN_FLIGHT) {
       log(`round ${round + 1}: pipelined, ${inFlight} in flight`);
-      const r = await interleaved(1, subjects, (p) => pipelinedRate(p.add, { inFlight, ...CONFIG.pipe }));
-      out.pipelined[inFlight] = Object.fromEntries(order.map((n) => [n, r[n][0]]));
+      const { slices, windowMs, warmupMs } = CONFIG.pipe;
+      const r = await interleaved(slices, subjects, (p) => pipelinedRate(p.add, { inFlight, windowMs, warmupMs }));
+      out.pipelinedSlices[inFlight] = r;
+      out.pipelined[inFlight] = Object.fromEntries(order.map((n) => [n, r[n].reduce((a, b) => a + b, 0) / r[n].length]));
     }
 
     log(`round ${round + 1}: sequential echo(1 MiB Buffer)`);
@@ -209,10 +213,12 @@ function report(meta, summary) {
       `${meta.rounds} interleaved rounds · wall ${f1(meta.wallSeconds)} s`,
   );
   lines.push("");
+  lines.push(`1-min load average at the start of each round: ${meta.roundLoad.map(f2).join(", ")}.`);
+  lines.push("");
   lines.push(
     `Cells: median over rounds (min–max). Ratio = ours/raw computed within each round, then the median ` +
       `(per-round ratios listed). Sequential: ${CONFIG.seq.warmup} warm-up + ${CONFIG.seq.iterations} timed calls; ` +
-      `pipelined: ${CONFIG.pipe.windowMs} ms window after ≥${CONFIG.pipe.warmupMs} ms warm-up; ` +
+      `pipelined: ${CONFIG.pipe.slices} alternating slices × ${CONFIG.pipe.windowMs} ms window (each after ≥${CONFIG.pipe.warmupMs} ms warm-up) per subject; ` +
       `1 MiB echo: ${CONFIG.big.warmup} + ${CONFIG.big.iterations}; cold starts: ${CONFIG.coldPerRound} per side per round.`,
   );
   lines.push("");
@@ -347,6 +353,7 @@ async function main() {
   for (let round = 0; round < CONFIG.rounds; round++) rounds.push(await runRound(round, big));
 
   meta.loadavgEnd = os.loadavg();
+  meta.roundLoad = rounds.map((r) => r.loadavg[0]);
   meta.wallSeconds = (performance.now() - started) / 1000;
   const summary = summarize(rounds);
 

@@ -358,7 +358,12 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       });
       await Promise.race([ready, exited]);
     } catch (error) {
-      const failure = error instanceof WorkerStartError ? error : this.#startTimeoutFailure(error, startupTimeout, child);
+      const failure =
+        error instanceof WorkerStartError
+          ? error
+          : error instanceof WorkerExitedError || spawnError
+            ? this.#startFailure(spawnError, child.exitInfo ?? { code: null, signal: null }, child)
+            : this.#startTimeoutFailure(error, startupTimeout, child);
       if (this.#state === "starting") this.#send({ type: "START_FAILED", reason: failure.message });
       await this.#teardown(0);
       throw failure;
@@ -483,7 +488,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (spawnError) {
       return new WorkerStartError(`Worker '${this.name}': cannot run '${this.argv[0]}': ${spawnError.message}`, { cause: spawnError });
     }
-    const exited = new WorkerExitedError(this.name, exit.code, exit.signal, child.stderrTail);
+    const exited = this.#exitError ?? new WorkerExitedError(this.name, exit.code, exit.signal, child.stderrTail);
     return new WorkerStartError(`${exited.message.split("\n")[0]} before it was ready${tailText(child)}`, { cause: exited });
   }
 

@@ -92,6 +92,22 @@ describe("SendQueue", () => {
     expect(maxInFlight).toBe(1);
   });
 
+  it("holds items pushed while a bind is in progress and sends them, in order, once it settles", async () => {
+    const sent: number[] = [];
+    const queue = new SendQueue<number>(async (item) => {
+      sent.push(item);
+    }, () => undefined);
+    let finishBind!: () => void;
+    queue.holdUntil(new Promise<void>((resolve) => (finishBind = resolve)));
+    queue.push(1);
+    queue.push(2);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sent).toEqual([]);
+    finishBind();
+    await queue.drained();
+    expect(sent).toEqual([1, 2]);
+  });
+
   it("reports failed sends with their tag and keeps going", async () => {
     const failures: [number, string | undefined][] = [];
     const sent: number[] = [];

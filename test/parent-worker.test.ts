@@ -228,6 +228,39 @@ describe("remote errors and what is callable", () => {
     expect(await math.call.add(2, 2)).toBe(4);
   });
 
+  it("async rejections, custom error names and non-Error throws keep their type and message", async () => {
+    const asyncError = await rejectionOf(probe.call.failAsync("out of range"));
+    expect(asyncError).toBeInstanceOf(RemoteCallError);
+    expect(asyncError.remoteType).toBe("RangeError");
+    expect(asyncError.remoteMessage).toBe("out of range");
+    expect(asyncError.remoteStack).toMatch(/\n\s+at /);
+
+    const custom = await rejectionOf(probe.call.throwCustom("bad email"));
+    expect(custom.remoteType).toBe("ValidationError");
+    expect(custom.remoteMessage).toBe("bad email");
+
+    const thrownString = await rejectionOf(probe.call.throwValue("plain string"));
+    expect(thrownString).toBeInstanceOf(RemoteCallError);
+    expect(thrownString.remoteType).toBe("Error");
+    expect(thrownString.remoteMessage).toBe("plain string");
+    expect(thrownString.remoteStack).toBeUndefined();
+  });
+
+  it("a result the wire cannot carry becomes a RemoteCallError, and the worker keeps serving", async () => {
+    for (const [kind, problem] of [
+      ["map", /map keys must be strings/],
+      ["function", /functions cannot be sent/],
+      ["bigint", /64 bits/],
+    ] as const) {
+      const error = await rejectionOf(probe.call.badResult(kind));
+      expect(error, kind).toBeInstanceOf(RemoteCallError);
+      expect(error.remoteType, kind).toBe("EncodeError");
+      expect(error.remoteMessage, kind).toMatch(problem);
+      expect(error.remoteMessage, kind).toContain("result");
+    }
+    expect(await probe.call.add(1, 2)).toBe(3);
+  });
+
   it("a missing function rejects with RemoteCallError saying it was not found", async () => {
     const error = await rejectionOf(math.call.doesNotExist(1));
     expect(error).toBeInstanceOf(RemoteCallError);
@@ -451,6 +484,14 @@ describe("executables", () => {
     expect(await asString.call.add(2, 3)).toBe(5);
   });
 
+  it("keeps a script path containing spaces whole", async () => {
+    const script = fixture("spaced name worker.mjs");
+    const worker = spawnWorker(script);
+    await worker.start();
+    expect(worker.name).toBe("spaced name worker.mjs");
+    expect(await worker.call.script()).toBe(script);
+  });
+
   it("passes options.args after the script and options.env into the child", async () => {
     const worker = spawnWorker(PROBE, "node", { args: ["--worker"], env: { MF_TEST_VALUE: "42" } });
     await worker.start();
@@ -459,5 +500,50 @@ describe("executables", () => {
     expect(await worker.call.env("MF_TEST_VALUE")).toBe("42");
     expect(await worker.call.env("COMLINK_ZMQ_PORT")).toBe(String(worker.port));
     expect(await worker.call.env("COMLINK_WORKER_MODE")).toBe("1");
+  });
+});
+
+describe("what the parent accepts from a child", () => {
+  it("drops garbage from the child and reads the message variants v4 peers send", async () => {
+    const lines: OutputLine[] = [];
+    const worker = spawnWorker(fixture("fake-child.mjs"), "node", {
+      name: "fake",
+      clientName: "tester",
+      onOutput: (stream, line, name) => lines.push({ stream, line, name }),
+    });
+    await worker.start(); // only the valid heartbeat reply (not the wrong-app one) made it ready
+    expect(worker.state).toBe("connected");
+    expect(worker.stats.rejected).toEqual({ undecodable: 1, "not-a-map": 1, "wrong-app": 1 });
+    expect(worker.stats.unmatchedReplies).toBe(1);
+    expect(lines).toEqual([
+      { stream: "stdout", line: "forwarded over the wire", name: "fake" },
+      { stream: "stderr", line: "forwarded error line", name: "fake" },
+    ]);
+
+    const python = await rejectionOf(worker.call.pythonError());
+    expect(python).toBeInstanceOf(RemoteCallError);
+    expect(python.remoteType).toBe("ValueError");
+    expect(python.remoteMessage).toBe("bad value");
+    expect(python.message).toBe("ValueError: bad value");
+    expect(python.remoteStack).toMatch(/^Traceback \(most recent call last\):/);
+    expect(python.remoteStack).toContain('File "worker.py", line 3');
+
+    const bare = await rejectionOf(worker.call.bareError());
+    expect(bare).toBeInstanceOf(RemoteCallError);
+    expect(bare.remoteType).toBe("Error");
+    expect(bare.remoteMessage).toBe("something broke");
+
+    expect(await worker.call.noResult()).toBeNull();
+
+    const unmatched = worker.stats.unmatchedReplies;
+    expect(await worker.call.duplicate()).toBe("first");
+    await waitFor(() => worker.stats.unmatchedReplies === unmatched + 1, 5000, "the duplicate reply to be counted");
+
+    expect(await worker.call.camelClient()).toBe("tester");
+    expect(await worker.call.withOptions({ clientName: "other" }).camelClient()).toBe("other");
+
+    const exit = once(worker, "exit");
+    await worker.stop();
+    expect(((await exit) as [{ code: number | null }])[0].code).toBe(0);
   });
 });

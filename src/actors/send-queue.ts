@@ -13,6 +13,7 @@ export class SendQueue<T> {
   #pumping = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
+  #gate: Promise<unknown> | undefined;
   readonly #send: SendFn<T>;
   readonly #onFailure: SendFailureFn<T>;
 
@@ -37,6 +38,21 @@ export class SendQueue<T> {
     if (!this.#pumping) void this.#pump();
   }
 
+  /**
+   * Holds sending until `until` settles (zeromq.js refuses sends while a bind is in progress);
+   * items pushed meanwhile wait in order.
+   */
+  holdUntil(until: Promise<unknown>): void {
+    const gate: Promise<unknown> = until.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#gate = gate;
+    void gate.then(() => {
+      if (this.#gate === gate) this.#gate = undefined;
+    });
+  }
+
   /** Resolves when everything queued so far has been handed to the socket. */
   drained(): Promise<void> {
     if (!this.#pumping && this.length === 0) return Promise.resolve();
@@ -59,6 +75,7 @@ export class SendQueue<T> {
   async #pump(): Promise<void> {
     this.#pumping = true;
     try {
+      if (this.#gate) await this.#gate;
       while (this.#head < this.#items.length) {
         const index = this.#head++;
         const item = this.#items[index] as T;

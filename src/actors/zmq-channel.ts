@@ -39,7 +39,9 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
 
   /** Binds on host, port 0 by default, and returns the port the OS chose. */
   async bind(host = "127.0.0.1", port = 0): Promise<number> {
-    await this.socket.bind(`tcp://${host}:${port === 0 ? "*" : port}`);
+    const binding = this.socket.bind(`tcp://${host}:${port === 0 ? "*" : port}`);
+    this.queue.holdUntil(binding);
+    await binding;
     return endpointPort(this.socket.lastEndpoint);
   }
 
