@@ -201,8 +201,10 @@ export abstract class ChildWorker {
 
   #installSignalHandlers(): void {
     if (!this.#options.handleSignals) return;
+    // No process.exit() right after closing: the socket's linger must flush the last replies.
+    // The process then exits by itself, or by the exitAfterStopMs fallback in #shutdown.
     this.#signalHandler = () => {
-      void this.#stop("signal").then(() => process.exit(0));
+      void this.#stop("signal");
     };
     process.on("SIGTERM", this.#signalHandler);
     process.on("SIGINT", this.#signalHandler);

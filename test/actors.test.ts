@@ -75,21 +75,42 @@ describe("CallTable", () => {
 });
 
 describe("SendQueue", () => {
-  it("sends in order with one send in flight at a time", async () => {
+  /** Models a zeromq.js socket: most sends complete at once, some are deferred, and a send while one is pending throws EBUSY synchronously. */
+  function fakeSocket(deferEvery: number) {
     const sent: number[] = [];
-    let inFlight = 0;
-    let maxInFlight = 0;
-    const queue = new SendQueue<number>(async (item) => {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      await new Promise((resolve) => setImmediate(resolve));
-      sent.push(item);
-      inFlight--;
-    }, () => undefined);
+    let pending = false;
+    let busyThrows = 0;
+    let calls = 0;
+    const send = (item: number): Promise<void> => {
+      if (pending) {
+        busyThrows++;
+        throw Object.assign(new Error("Socket is busy writing"), { code: "EBUSY" });
+      }
+      if (++calls % deferEvery !== 0) {
+        sent.push(item);
+        return Promise.resolve();
+      }
+      pending = true;
+      return new Promise((resolve) =>
+        setImmediate(() => {
+          pending = false;
+          sent.push(item);
+          resolve();
+        }),
+      );
+    };
+    return { send, sent, busyThrows: () => busyThrows };
+  }
+
+  it("sends in order, never two at once, retrying after EBUSY", async () => {
+    const socket = fakeSocket(7);
+    const failures: unknown[] = [];
+    const queue = new SendQueue<number>(socket.send, (_item, _tag, error) => failures.push(error));
     for (let i = 0; i < 1000; i++) queue.push(i);
     await queue.drained();
-    expect(sent).toEqual(Array.from({ length: 1000 }, (_, i) => i));
-    expect(maxInFlight).toBe(1);
+    expect(socket.sent).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(failures).toEqual([]);
+    expect(socket.busyThrows()).toBeGreaterThan(0); // the deferred sends were really waited for
   });
 
   it("holds items pushed while a bind is in progress and sends them, in order, once it settles", async () => {

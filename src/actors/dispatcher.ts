@@ -29,11 +29,13 @@ export class Dispatcher {
   readonly #names: string[];
   readonly #listNames: ReadonlySet<string>;
   readonly #queue: PQueue;
+  readonly #concurrency: number;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#handlers = handlers;
     this.#names = [...handlers.keys()].sort();
     this.#listNames = new Set(options.listNames ?? ["listFunctions", "list_functions"]);
+    this.#concurrency = options.concurrency;
     this.#queue = new PQueue({ concurrency: options.concurrency });
   }
 
@@ -66,20 +68,59 @@ export class Dispatcher {
       send(encodeMessage(createError(call.id, error)));
       return;
     }
-    void this.#queue.add(() => this.#run(call, handler, send));
+    if (this.#queue.size > 0 || this.#queue.pending >= this.#concurrency) {
+      // At the bound: wait in order for a slot.
+      void this.#queue.add(() => this.#settle(call, this.#invoke(call, handler), send));
+      return;
+    }
+    // A free slot: run now. A synchronous result is answered at once, without the queue;
+    // an async one holds a queue slot until it settles, so the bound still applies.
+    const outcome = this.#invoke(call, handler);
+    if (outcome instanceof Promise) void this.#queue.add(() => this.#settle(call, outcome, send));
+    else send(encodeReply(outcome));
   }
 
-  async #run(call: CallMessage, handler: Handler, send: (reply: Buffer) => void): Promise<void> {
-    let reply: WireMessage;
+  /** Calls the handler: a finished reply, or a promise of one for async handlers. */
+  #invoke(call: CallMessage, handler: Handler): WireMessage | Promise<WireMessage> {
+    let result: unknown;
     try {
-      const result = await handler(...call.args);
-      reply = createResponse(call.id, prepareForWire(result, "result"));
+      result = handler(...call.args);
     } catch (thrown) {
-      const { error, stack } = formatRemoteError(thrown);
-      reply = createError(call.id, error, stack);
+      return errorReply(call.id, thrown);
     }
-    send(encodeReply(reply));
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        (value) => responseReply(call.id, value),
+        (thrown: unknown) => errorReply(call.id, thrown),
+      );
+    }
+    return responseReply(call.id, result);
   }
+
+  async #settle(call: CallMessage, outcome: WireMessage | Promise<WireMessage>, send: (reply: Buffer) => void): Promise<void> {
+    send(encodeReply(await outcome));
+  }
+}
+
+function responseReply(id: string, result: unknown): WireMessage {
+  try {
+    return createResponse(id, prepareForWire(result, "result"));
+  } catch (thrown) {
+    return errorReply(id, thrown);
+  }
+}
+
+function errorReply(id: string, thrown: unknown): WireMessage {
+  const { error, stack } = formatRemoteError(thrown);
+  return createError(id, error, stack);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }
 
 /** Encodes a reply; a result msgpack cannot carry becomes an error reply instead of a lost call. */

@@ -1,4 +1,4 @@
-import { setup, assign } from "xstate";
+import { assign, setup } from "xstate";
 
 /**
  * The lifecycle of one worker connection. Only lifecycle events reach it — never individual
@@ -65,3 +65,4 @@ export const workerLifecycleMachine = setup({
     stopped: { on: { START: { target: "starting", actions: "noteReason" } } },
   },
 });
+
