@@ -115,7 +115,7 @@ export abstract class ChildWorker {
     const finished = new Promise<void>((resolve) => (this.#resolveRun = resolve));
 
     channel.onPayload(
-      (payload, envelope) => this.#onFrame(payload, envelope),
+      (payload, frames) => this.#onFrame(payload, frames),
       () => this.#reject("short-envelope"),
       (error) => {
         process.stderr.write(`multifrost child: receive loop failed: ${String(error)}\n`);
@@ -133,14 +133,14 @@ export abstract class ChildWorker {
     return this.#stop("api");
   }
 
-  #onFrame(payload: Buffer, envelope: Buffer[]): void {
+  #onFrame(payload: Buffer, frames: Buffer[]): void {
     const message = parseFrame(payload);
     if (message instanceof RejectedFrame) {
       this.#reject(message.reason);
       // A v4 call we can answer (right app, readable id) but cannot run gets an error reply;
       // anything else, including a wrong app id (spec §9.2), is dropped silently.
       if (message.id !== undefined && (message.reason === "missing-function" || message.reason === "bad-args")) {
-        this.#channel?.reply(envelope, encodeMessage(createError(message.id, invalidCallText(message.reason))));
+        this.#channel?.reply(frames, encodeMessage(createError(message.id, invalidCallText(message.reason))));
       }
       return;
     }
@@ -152,16 +152,16 @@ export abstract class ChildWorker {
         }
         this.#stats.callsReceived++;
         if (this.#stopping) {
-          this.#channel?.reply(envelope, encodeMessage(createError(message.id, "WorkerStoppingError: worker is shutting down")));
+          this.#channel?.reply(frames, encodeMessage(createError(message.id, "WorkerStoppingError: worker is shutting down")));
           return;
         }
-        this.#dispatcher!.dispatch(message, (reply) => this.#channel?.reply(envelope, reply));
+        this.#dispatcher!.dispatch(message, (reply) => this.#channel?.reply(frames, reply));
         return;
       }
       case "heartbeat":
         // Answered here, outside the call queue: a busy worker is not a dead one.
         this.#stats.heartbeatsAnswered++;
-        this.#channel?.reply(envelope, encodeMessage(createHeartbeatReply(message as HeartbeatMessage)));
+        this.#channel?.reply(frames, encodeMessage(createHeartbeatReply(message as HeartbeatMessage)));
         return;
       case "shutdown":
         void this.#stop("shutdown-message");

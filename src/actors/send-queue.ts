@@ -14,6 +14,8 @@ export class SendQueue<T> {
   #closed = false;
   #idleWaiters: (() => void)[] = [];
   #gate: Promise<unknown> | undefined;
+  /** The latest send handed to the socket (never rejects); the pump waits on it after EBUSY. */
+  #lastSend: Promise<void> | undefined;
   readonly #send: SendFn<T>;
   readonly #onFailure: SendFailureFn<T>;
 
@@ -32,6 +34,19 @@ export class SendQueue<T> {
     if (this.#closed) {
       this.#onFailure(item, tag, new Error("socket closed"));
       return;
+    }
+    // Nothing is queued while the pump is idle, so the item may go straight to the socket.
+    if (!this.#pumping && this.#gate === undefined) {
+      try {
+        this.#lastSend = this.#track(this.#send(item), item, tag);
+        return;
+      } catch (error) {
+        if (!isBusy(error)) {
+          this.#onFailure(item, tag, error);
+          return;
+        }
+        // A previous send is still pending: queue this one; the pump waits for it.
+      }
     }
     this.#items.push(item);
     this.#tags.push(tag);
@@ -55,7 +70,7 @@ export class SendQueue<T> {
 
   /** Resolves when everything queued so far has been handed to the socket. */
   drained(): Promise<void> {
-    if (!this.#pumping && this.length === 0) return Promise.resolve();
+    if (!this.#pumping && this.length === 0) return this.#lastSend ?? Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -74,15 +89,16 @@ export class SendQueue<T> {
 
   /**
    * zeromq.js completes a send synchronously while the socket is writable (up to 512 in a
-   * row) and throws EBUSY synchronously only while one send is really pending. So the pump
-   * sends without awaiting each message, and waits only when the socket says it is busy —
-   * one microtask per burst instead of one per message.
+   * row) and throws EBUSY synchronously only while one send is really pending. So `push`
+   * sends directly while nothing is queued, and the pump — started only after EBUSY — sends
+   * without awaiting each message, waiting only when the socket says it is busy.
    */
   async #pump(): Promise<void> {
     this.#pumping = true;
     try {
       if (this.#gate) await this.#gate;
-      let inFlight: Promise<void> | undefined;
+      let inFlight = this.#lastSend;
+      this.#lastSend = undefined;
       for (;;) {
         while (this.#head < this.#items.length) {
           const index = this.#head;
@@ -102,7 +118,7 @@ export class SendQueue<T> {
             continue;
           }
           this.#advance(index);
-          inFlight = sending.then(undefined, (error: unknown) => this.#onFailure(item, tag, error));
+          inFlight = this.#track(sending, item, tag);
         }
         if (inFlight === undefined) break;
         await inFlight;
@@ -112,6 +128,11 @@ export class SendQueue<T> {
       this.#pumping = false;
       this.#wakeIdle();
     }
+  }
+
+  /** A promise that settles with the send and reports its failure; it never rejects. */
+  #track(sending: Promise<void>, item: T, tag: string | undefined): Promise<void> {
+    return sending.then(undefined, (error: unknown) => this.#onFailure(item, tag, error));
   }
 
   #advance(index: number): void {

@@ -6,8 +6,12 @@ import { SendQueue, type SendFailureFn } from "./send-queue.js";
  * receive loop and one send queue. Parents use a DEALER, children a ROUTER (DESIGN §3).
  */
 
-/** Called with the payload frame and the envelope frames before it (ROUTER: identity [+ empty]). */
-export type FrameHandler = (payload: Buffer, envelope: Buffer[]) => void;
+/**
+ * Called with the payload and the frames it came in (ROUTER: identity [+ empty] + payload).
+ * The frames array is handed to `reply`, which swaps the payload for the answer: one reply
+ * per request, no envelope copy.
+ */
+export type FrameHandler = (payload: Buffer, frames: Buffer[]) => void;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -109,8 +113,10 @@ export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
     super(new zmq.Router({ linger: 500, mandatory: true }), (_item, _tag, error) => onSendFailure(error));
   }
 
-  reply(envelope: Buffer[], payload: Buffer): void {
-    this.queue.push([...envelope, payload]);
+  /** Sends `payload` back along the request's envelope (the request's frames are reused). */
+  reply(requestFrames: Buffer[], payload: Buffer): void {
+    requestFrames[requestFrames.length - 1] = payload;
+    this.queue.push(requestFrames);
   }
 
   /** Receives `(payload, envelope)`; frames with no identity + payload are dropped. */
@@ -120,8 +126,7 @@ export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
         onMalformed();
         return;
       }
-      const payload = frames[frames.length - 1]!;
-      handler(payload, frames.slice(0, -1));
+      handler(frames[frames.length - 1]!, frames);
     }, onLoopError);
   }
 
