@@ -200,6 +200,15 @@ const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : "-");
 const int = (v) => (Number.isFinite(v) ? String(Math.round(v)) : "-");
 const withRange = (fmt) => (s) => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
 const list = (fmt) => (s) => s.values.map(fmt).join(", ");
+/** Columns of an ours-vs-raw table whose cells are in `unit`, formatted by `fmt`. */
+const comparisonColumns = (unit, fmt) => [
+  { key: "m", label: "" },
+  { key: "ours", label: `ours ${unit}`, format: withRange(fmt), align: "right" },
+  { key: "raw", label: `raw ${unit}`, format: withRange(fmt), align: "right" },
+  { key: "ratio", label: "ours/raw", format: (s) => f2(s.median), align: "right" },
+  { key: "ratio", label: "per-round ratios", format: list(f2) },
+  { key: "target", label: "target" },
+];
 const yesNo = (b) => (b ? "**met**" : "**not met**");
 
 function report(meta, summary) {
@@ -232,14 +241,7 @@ function report(meta, summary) {
         { m: "p99", ...seq.p99, target: "" },
         { m: "mean", ...seq.mean, target: "" },
       ],
-      [
-        { key: "m", label: "" },
-        { key: "ours", label: "ours µs", format: withRange(f1), align: "right" },
-        { key: "raw", label: "raw µs", format: withRange(f1), align: "right" },
-        { key: "ratio", label: "ours/raw", format: (s) => f2(s.median), align: "right" },
-        { key: "ratio", label: "per-round ratios", format: list(f2) },
-        { key: "target", label: "target" },
-      ],
+      comparisonColumns("µs", f1),
     ),
   );
   lines.push("");
@@ -253,14 +255,7 @@ function report(meta, summary) {
         ...pipelined[k],
         target: k === 100 ? `≥ ${TARGETS.pipe100Ratio}×: ${yesNo(targets.pipe100.met)}` : "",
       })),
-      [
-        { key: "m", label: "" },
-        { key: "ours", label: "ours /s", format: withRange(int), align: "right" },
-        { key: "raw", label: "raw /s", format: withRange(int), align: "right" },
-        { key: "ratio", label: "ours/raw", format: (s) => f2(s.median), align: "right" },
-        { key: "ratio", label: "per-round ratios", format: list(f2) },
-        { key: "target", label: "target" },
-      ],
+      comparisonColumns("/s", int),
     ),
   );
   lines.push("");

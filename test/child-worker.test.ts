@@ -4,28 +4,16 @@
  */
 import { spawn as spawnProcess, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
-import { inspect } from "node:util";
 import { Packr, Unpackr } from "msgpackr";
 import * as zmq from "zeromq";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ParentWorker, RemoteCallError, type SpawnOptions } from "../src/index.js";
+import { fixture, rejectionOf } from "./helpers/fixtures.js";
 import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const MATH = fixture("math-worker.mjs");
 const PROBE = fixture("probe-worker.mjs");
 const APP = "comlink_ipc_v4";
-
-async function rejectionOf(promise: Promise<unknown>): Promise<any> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error(`expected a rejection, got ${inspect(value)}`);
-}
 
 /** This process's environment without the spawn-mode variables. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

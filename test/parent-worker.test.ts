@@ -5,7 +5,6 @@
 import { spawn as spawnProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { inspect } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -18,22 +17,11 @@ import {
   type OutputStream,
   type SpawnOptions,
 } from "../src/index.js";
+import { fixture, rejectionOf } from "./helpers/fixtures.js";
 import { descendants, waitFor } from "./helpers/processes.js";
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const MATH = fixture("math-worker.mjs");
 const PROBE = fixture("probe-worker.mjs");
-
-/** The error a promise rejects with; fails the test if it resolves. */
-async function rejectionOf(promise: Promise<unknown>): Promise<any> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error(`expected a rejection, got ${inspect(value)}`);
-}
 
 interface OutputLine {
   stream: OutputStream;

@@ -4,8 +4,6 @@
  * the same ParentWorker, and wrappers whose real worker is a grandchild.
  */
 import { once } from "node:events";
-import { fileURLToPath } from "node:url";
-import { inspect } from "node:util";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   ParentWorker,
@@ -15,24 +13,25 @@ import {
   type SpawnOptions,
   type StateChange,
 } from "../src/index.js";
+import { fixture, rejectionOf } from "./helpers/fixtures.js";
 import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const MATH = fixture("math-worker.mjs");
-
-async function rejectionOf(promise: Promise<unknown>): Promise<any> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error(`expected a rejection, got ${inspect(value)}`);
-}
 
 interface ExitInfo {
   code: number | null;
   signal: string | null;
+}
+
+/** Stops a worker that ignores shutdown and SIGTERM: it must end by SIGKILL after the grace periods, within 5 s. */
+async function stopExpectingSigkill(worker: ParentWorker): Promise<void> {
+  const exit = once(worker, "exit");
+  const started = Date.now();
+  await worker.stop();
+  const elapsed = Date.now() - started;
+  expect(elapsed).toBeGreaterThanOrEqual(750);
+  expect(elapsed).toBeLessThan(5000);
+  expect(((await exit) as [ExitInfo])[0]).toEqual({ code: null, signal: "SIGKILL" });
 }
 
 const workers: ParentWorker[] = [];
@@ -276,13 +275,7 @@ describe("stop()", () => {
     await worker.start();
     const pid = worker.pid!;
     expect(await worker.call.pid()).toBe(pid);
-    const exit = once(worker, "exit");
-    const started = Date.now();
-    await worker.stop();
-    const elapsed = Date.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(750);
-    expect(elapsed).toBeLessThan(5000);
-    expect(((await exit) as [ExitInfo])[0]).toEqual({ code: null, signal: "SIGKILL" });
+    await stopExpectingSigkill(worker);
     expect(lines).toContain("stubborn-worker: ignoring SIGTERM");
     expect(isAlive(pid)).toBe(false);
   });
@@ -387,13 +380,7 @@ describe("wrappers: the real worker is a grandchild", () => {
     expect(workerPid).not.toBe(wrapperPid);
     expect(descendants()).toEqual(expect.arrayContaining([wrapperPid, workerPid]));
 
-    const exit = once(worker, "exit");
-    const started = Date.now();
-    await worker.stop();
-    const elapsed = Date.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(750);
-    expect(elapsed).toBeLessThan(5000);
-    expect(((await exit) as [ExitInfo])[0]).toEqual({ code: null, signal: "SIGKILL" });
+    await stopExpectingSigkill(worker);
     expect(isAlive(wrapperPid)).toBe(false);
     expect(isAlive(workerPid)).toBe(false);
     expect(descendants()).toEqual([]);
