@@ -13,7 +13,10 @@ export type MultifrostErrorCode =
   | "ERR_ENCODE"
   | "ERR_PROTOCOL"
   | "ERR_INVALID_ARGUMENT"
-  | "ERR_SEND_FAILED";
+  | "ERR_SEND_FAILED"
+  | "ERR_SERVICE_NOT_FOUND"
+  | "ERR_SERVICE_RUNNING"
+  | "ERR_REGISTRY";
 
 export class MultifrostError extends Error {
   readonly code: MultifrostErrorCode;
@@ -112,5 +115,36 @@ export class InvalidArgumentError extends MultifrostError {
 export class SendFailedError extends MultifrostError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_SEND_FAILED", message, options);
+  }
+}
+
+/** No live entry for the service appeared in the registry within the timeout. */
+export class ServiceNotFoundError extends MultifrostError {
+  readonly serviceId: string;
+  readonly timeoutMs: number;
+  constructor(serviceId: string, timeoutMs: number) {
+    super("ERR_SERVICE_NOT_FOUND", `Service '${serviceId}' not found within ${timeoutMs}ms`);
+    this.serviceId = serviceId;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The service id is already registered by another live process. */
+export class ServiceAlreadyRunningError extends MultifrostError {
+  readonly serviceId: string;
+  readonly pid: number;
+  readonly port: number;
+  constructor(serviceId: string, pid: number, port: number) {
+    super("ERR_SERVICE_RUNNING", `Service '${serviceId}' already running (PID: ${pid}, port: ${port})`);
+    this.serviceId = serviceId;
+    this.pid = pid;
+    this.port = port;
+  }
+}
+
+/** The registry could not be read or written, or its lock was not free within its time budget. */
+export class RegistryError extends MultifrostError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_REGISTRY", message, options);
   }
 }

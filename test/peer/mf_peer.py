@@ -7,9 +7,12 @@ it exists so the TypeScript Multifrost tests can talk to a non-TypeScript proces
 Two roles, chosen by the first argument:
 
 ``child``  -- a worker that behaves like the real Python v4 ``ChildWorker``:
-    mf_peer.py child [--namespace NS] [--bind]
+    mf_peer.py child [--namespace NS] [--bind [--register ID] [--registry-dir DIR]]
     Spawn mode (default): connect a ROUTER to tcp://127.0.0.1:$COMLINK_ZMQ_PORT.
-    ``--bind``: bind a ROUTER on tcp://127.0.0.1:* and print ``PORT <n>`` on stdout.
+    ``--bind``: bind a ROUTER on tcp://127.0.0.1:* and print ``PORT <n>`` on stdout;
+    with ``--register ID`` it first registers ID in the registry the way Python v4 does
+    (``services.lock`` taken exclusively, services.json replaced via rename) and
+    unregisters on exit.
     Serves add, multiply, echo, type_of, echo_many, fail, none, sleep, big_ints,
     get_info, nested, count_bytes and list_functions (plus an unreachable _private).
 
@@ -25,6 +28,7 @@ Run it with /usr/bin/python3 (needs pyzmq and msgpack); only 127.0.0.1 is ever u
 """
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -320,6 +324,57 @@ def serve(sock, handler):
             send_reply(sock, envelope, reply)
 
 
+class PythonV4Registry:
+    """The registry as Python v4 writes it: services.lock created exclusively (pid inside,
+    retried every 100 ms for 10 s), services.json rewritten via services.tmp + rename,
+    ``started`` as a local ISO time without zone."""
+
+    def __init__(self, directory):
+        self.dir = directory or os.path.join(os.path.expanduser("~"), ".multifrost")
+        self.path = os.path.join(self.dir, "services.json")
+        self.lock_path = os.path.join(self.dir, "services.lock")
+
+    def _locked(self, update):
+        os.makedirs(self.dir, exist_ok=True)
+        deadline = time.time() + 10
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                break
+            except FileExistsError:
+                if time.time() > deadline:
+                    raise TimeoutError("registry lock not acquired within 10 s")
+                time.sleep(0.1)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            try:
+                with open(self.path) as handle:
+                    services = json.load(handle)
+            except (FileNotFoundError, ValueError):
+                services = {}
+            update(services)
+            tmp = os.path.join(self.dir, "services.tmp")
+            with open(tmp, "w") as handle:
+                json.dump(services, handle, indent=2)
+            os.replace(tmp, self.path)
+        finally:
+            os.close(fd)
+            os.unlink(self.lock_path)
+
+    def register(self, service_id, port):
+        def update(services):
+            services[service_id] = {"port": port, "pid": os.getpid(),
+                                    "started": datetime.datetime.now().isoformat()}
+        self._locked(update)
+
+    def unregister(self, service_id):
+        def update(services):
+            entry = services.get(service_id)
+            if isinstance(entry, dict) and entry.get("pid") == os.getpid():
+                del services[service_id]
+        self._locked(update)
+
+
 def run_child(opts):
     parent_pid = os.getppid()
     port = None if opts.bind else read_spawn_port()
@@ -329,9 +384,13 @@ def run_child(opts):
     context = zmq.Context()
     sock = context.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, CHILD_LINGER_MS)
+    registry = None
     try:
         if opts.bind:
             bound = sock.bind_to_random_port("tcp://127.0.0.1")
+            if opts.register:
+                registry = PythonV4Registry(opts.registry_dir)
+                registry.register(opts.register, bound)
             print(f"PORT {bound}", flush=True)
         else:
             sock.connect(f"tcp://127.0.0.1:{port}")
@@ -339,6 +398,8 @@ def run_child(opts):
     except StopChild:
         pass
     finally:
+        if registry is not None:
+            registry.unregister(opts.register)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         sock.close()
@@ -881,6 +942,10 @@ def parse_args(argv):
     child.add_argument("--namespace", default="default")
     child.add_argument("--bind", action="store_true",
                        help="bind tcp://127.0.0.1:* and print 'PORT <n>' (connect mode)")
+    child.add_argument("--register", metavar="SERVICE_ID", default=None,
+                       help="with --bind: register SERVICE_ID in the registry as Python v4 does")
+    child.add_argument("--registry-dir", default=None,
+                       help="registry directory (default ~/.multifrost)")
     child.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # Python v4 parents add it
 
     parent = roles.add_parser("parent", help="spawn a worker and run the interop cases")
