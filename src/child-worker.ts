@@ -1,6 +1,7 @@
 import { callableNames } from "./actors/callable-names.js";
 import { Dispatcher, type Handler } from "./actors/dispatcher.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
+import { FileRegistry, type ServiceRegistry } from "./registry/index.js";
 import {
   DEFAULT_NAMESPACE,
   ENV_PORT,
@@ -16,8 +17,14 @@ import {
 } from "./wire/index.js";
 
 export interface ChildWorkerOptions {
-  /** Connect mode: the service id to register (arrives with the registry). */
+  /** Connect mode: the service id to register; the worker binds and parents connect to it. */
   serviceId?: string;
+  /** Connect mode: where to register. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
+  registry?: ServiceRegistry;
+  /** Connect mode: shorthand for `registry: new FileRegistry({ dir })`. */
+  registryDir?: string;
+  /** Connect mode: the interface to bind. Default 127.0.0.1. */
+  host?: string;
   /** Calls that run at once; async handlers overlap up to this bound. Default 64. */
   concurrency?: number;
   /** How long `stop()` lets running calls finish before closing. Default 5000 ms. */
@@ -52,7 +59,10 @@ export abstract class ChildWorker {
   protected namespace: string = DEFAULT_NAMESPACE;
   protected readonly serviceId: string | undefined;
 
-  readonly #options: Required<Omit<ChildWorkerOptions, "serviceId">>;
+  readonly #options: Required<Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "handleSignals">>;
+  readonly #connect: { registry: ServiceRegistry; host: string } | undefined;
+  #registered = false;
+  #registering: Promise<void> | undefined;
   #channel: RouterChannel | undefined;
   #dispatcher: Dispatcher | undefined;
   #running = false;
@@ -71,6 +81,10 @@ export abstract class ChildWorker {
       exitAfterStopMs: options.exitAfterStopMs ?? 1000,
       handleSignals: options.handleSignals ?? true,
     };
+    this.#connect =
+      options.serviceId === undefined
+        ? undefined
+        : { registry: options.registry ?? new FileRegistry({ dir: options.registryDir }), host: options.host ?? "127.0.0.1" };
   }
 
   /** The names a parent may call. */
@@ -83,23 +97,23 @@ export abstract class ChildWorker {
   }
 
   /**
-   * Connects to the parent (spawn mode, `COMLINK_ZMQ_PORT`) and serves calls until a
-   * `shutdown` message, SIGTERM/SIGINT, the parent's death or `stop()`.
-   * Exits the process with code 1 and a FATAL line when the port is invalid.
+   * Spawn mode (`COMLINK_ZMQ_PORT` set): connects to the parent. Connect mode (a serviceId):
+   * binds 127.0.0.1 on a port the OS picks, then registers that port. Serves calls until a
+   * `shutdown` message, SIGTERM/SIGINT, the parent's death (spawn mode) or `stop()`, then
+   * unregisters. Exits the process with code 1 and a FATAL line when the port is invalid;
+   * rejects with ServiceAlreadyRunningError when another live process holds the service id.
    */
   async run(): Promise<void> {
     if (this.#running) throw new Error("ChildWorker.run() called twice");
     const portText = process.env[ENV_PORT];
-    let endpoint: string;
+    let endpoint: string | undefined;
     if (portText !== undefined) {
       const port = Number(portText);
       if (!/^\d+$/.test(portText.trim()) || !Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT) {
         fatal(`invalid ${ENV_PORT} '${portText}': expected an integer port between ${MIN_PORT} and ${MAX_PORT}`);
       }
       endpoint = `tcp://127.0.0.1:${port}`;
-    } else if (this.serviceId !== undefined) {
-      fatal(`connect mode (serviceId '${this.serviceId}') is not available in this version; start the worker from a parent (spawn mode)`);
-    } else {
+    } else if (this.serviceId === undefined) {
       fatal(`Need ${ENV_PORT} env (spawn mode) or a serviceId (connect mode)`);
     }
 
@@ -114,6 +128,15 @@ export abstract class ChildWorker {
     this.#channel = channel;
     const finished = new Promise<void>((resolve) => (this.#resolveRun = resolve));
 
+    // Before registering: a SIGTERM right after the entry appears must stop us cleanly.
+    this.#installSignalHandlers();
+    if (endpoint !== undefined) {
+      channel.connect(endpoint);
+      this.#watchParent();
+    } else {
+      this.#registering = this.#bindAndRegister(channel);
+      await this.#registering;
+    }
     channel.onPayload(
       (payload, frames) => this.#onFrame(payload, frames),
       () => this.#reject("short-envelope"),
@@ -122,10 +145,21 @@ export abstract class ChildWorker {
         void this.#stop("api");
       },
     );
-    channel.connect(endpoint);
-    this.#installSignalHandlers();
-    this.#watchParent();
     await finished;
+  }
+
+  /** Connect mode: bind first, then publish the real port (no find-a-free-port race). */
+  async #bindAndRegister(channel: RouterChannel): Promise<void> {
+    const { registry, host } = this.#connect!;
+    try {
+      const port = await channel.bind(host, 0);
+      await registry.register(this.serviceId!, port);
+      this.#registered = true;
+    } catch (error) {
+      channel.close();
+      this.#running = false;
+      throw error;
+    }
   }
 
   /** Stops serving: lets running calls finish (bounded), flushes replies, closes the socket. */
@@ -181,7 +215,8 @@ export abstract class ChildWorker {
   }
 
   async #shutdown(reason: StopReason): Promise<void> {
-    this.#removeSignalHandlers();
+    // Signal handlers stay until the end: removing ours while a SIGTERM is being dispatched
+    // would leave signal-exit (loaded by proper-lockfile) alone, and it re-raises the signal.
     if (this.#parentWatch) clearInterval(this.#parentWatch);
     const channel = this.#channel;
     if (this.#dispatcher && reason !== "parent-gone") {
@@ -191,7 +226,16 @@ export abstract class ChildWorker {
       await withTimeout(channel.drained(), 1000);
       channel.close();
     }
+    // A stop during registration waits for it, so the entry it writes is removed too.
+    await this.#registering?.catch(() => undefined);
+    if (this.#registered) {
+      this.#registered = false;
+      await this.#connect!.registry.unregister(this.serviceId!).catch((error: unknown) => {
+        process.stderr.write(`multifrost child: could not unregister '${this.serviceId}': ${String(error)}\n`);
+      });
+    }
     this.#running = false;
+    this.#removeSignalHandlers();
     this.#resolveRun?.();
     const exitAfter = this.#options.exitAfterStopMs;
     if (reason !== "api" && exitAfter !== false) {

@@ -1,5 +1,5 @@
 export { ParentWorker } from "./parent-worker.js";
-export type { SpawnOptions, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
+export type { SpawnOptions, ConnectOptions, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
 export { ParentHandle } from "./parent-handle.js";
 export { ChildWorker } from "./child-worker.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";

@@ -5,6 +5,7 @@ import { CallTable, type PendingCall } from "./actors/call-table.js";
 import { splitCommandLine } from "./actors/command-line.js";
 import { ProcessActor, type ProcessExit } from "./actors/process-actor.js";
 import { DealerChannel } from "./actors/zmq-channel.js";
+import { FileRegistry, type ServiceRegistry } from "./registry/index.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
 import {
   CallTimeoutError,
@@ -76,6 +77,33 @@ export interface SpawnOptions {
   heartbeatMaxMisses?: number;
 }
 
+/** Options for `ParentWorker.connect()`: the spawn options that make sense for a running service. */
+export interface ConnectOptions
+  extends Pick<
+    SpawnOptions,
+    | "name"
+    | "defaultTimeout"
+    | "startupTimeout"
+    | "namespace"
+    | "clientName"
+    | "onOutput"
+    | "heartbeatInterval"
+    | "heartbeatTimeout"
+    | "heartbeatMaxMisses"
+  > {
+  /** Where services are registered. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
+  registry?: ServiceRegistry;
+  /** Shorthand for `registry: new FileRegistry({ dir })`. */
+  registryDir?: string;
+  /** Host the service listens on. Default 127.0.0.1. */
+  host?: string;
+}
+
+/** What a ParentWorker runs or reaches. */
+type WorkerTarget =
+  | { kind: "spawn"; scriptPath: string; argv: readonly string[] }
+  | { kind: "connect"; serviceId: string; registry: ServiceRegistry };
+
 export interface StateChange {
   from: LifecycleState;
   to: LifecycleState;
@@ -111,8 +139,12 @@ const DEFAULTS = {
  */
 export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   readonly name: string;
+  /** Spawn mode: the script ("" in connect mode). */
   readonly scriptPath: string;
+  /** Spawn mode: the full command line ([] in connect mode). */
   readonly argv: readonly string[];
+  /** Connect mode: the service id. */
+  readonly serviceId: string | undefined;
   readonly defaultTimeout: number;
   readonly autoRestart: boolean;
   readonly maxRestartAttempts: number;
@@ -124,7 +156,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** `worker.call.<fn>()` — the same proxy a handle offers. */
   readonly call: CallProxy<DynamicFunctions>;
 
-  readonly #options: SpawnOptions;
+  readonly #options: SpawnOptions & ConnectOptions;
+  readonly #target: WorkerTarget;
   readonly #namespace: string;
   readonly #lifecycle: Actor<typeof workerLifecycleMachine>;
   readonly #calls: CallTable;
@@ -138,12 +171,14 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   #stopping: Promise<void> | undefined;
   #lastHeartbeatRttMs: number | undefined;
 
-  private constructor(scriptPath: string, argv: string[], options: SpawnOptions) {
+  private constructor(target: WorkerTarget, options: SpawnOptions & ConnectOptions) {
     super();
-    this.scriptPath = scriptPath;
-    this.argv = argv;
+    this.#target = target;
+    this.scriptPath = target.kind === "spawn" ? target.scriptPath : "";
+    this.argv = target.kind === "spawn" ? target.argv : [];
+    this.serviceId = target.kind === "connect" ? target.serviceId : undefined;
     this.#options = options;
-    this.name = options.name ?? basename(scriptPath);
+    this.name = options.name ?? (target.kind === "spawn" ? basename(target.scriptPath) : target.serviceId);
     this.#namespace = options.namespace ?? DEFAULT_NAMESPACE;
     this.defaultTimeout = checkTimeout(options.defaultTimeout ?? DEFAULTS.defaultTimeout, "defaultTimeout");
     this.autoRestart = options.autoRestart ?? false;
@@ -177,7 +212,22 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (command.length === 0) throw new InvalidArgumentError("spawn() needs an executable");
     if (command[0] === "node") command[0] = process.execPath;
     const script = splitCommandLine(scriptPath);
-    return new ParentWorker(script[0] ?? scriptPath, [...command, ...script, ...(options.args ?? [])], options);
+    const argv = [...command, ...script, ...(options.args ?? [])];
+    return new ParentWorker({ kind: "spawn", scriptPath: script[0] ?? scriptPath, argv }, options);
+  }
+
+  /**
+   * A worker for a running service (connect mode): waits up to `timeoutMs` for `serviceId` to
+   * appear in the registry. `start()` connects and resolves once the service answered a
+   * heartbeat; `stop()` disconnects and never stops the service.
+   */
+  static async connect(serviceId: string, timeoutMs = 5000, options: ConnectOptions = {}): Promise<ParentWorker> {
+    if (typeof serviceId !== "string" || serviceId.length === 0) {
+      throw new InvalidArgumentError("connect() needs a service id");
+    }
+    const registry = options.registry ?? new FileRegistry({ dir: options.registryDir });
+    await registry.discover(serviceId, timeoutMs);
+    return new ParentWorker({ kind: "connect", serviceId, registry }, options);
   }
 
   /** A handle sharing this worker (v4 API). Several handles may share one worker. */
@@ -309,10 +359,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   async #start(): Promise<void> {
     this.#exitError = undefined;
     this.#send({ type: "START" });
-    const channel = new DealerChannel((id, error) => {
-      if (id !== undefined) this.#calls.reject(id, new SendFailedError(`Failed to send to worker '${this.name}': ${String(error)}`, { cause: error }));
-    });
-    this.#channel = channel;
+    if (this.#target.kind === "connect") return this.#startConnected(this.#target);
+    const channel = this.#createChannel();
     try {
       this.#port = await channel.bind(this.#options.host ?? "127.0.0.1");
     } catch (error) {
@@ -325,11 +373,57 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       (payload) => this.#onPayload(payload),
       (error) => this.#onChannelError(error),
     );
+    await this.#spawnChild(channel, this.#target as Extract<WorkerTarget, { kind: "spawn" }>);
+  }
 
+  /** Connect mode: look the service up (it may have moved since connect()), connect, heartbeat. */
+  async #startConnected(target: Extract<WorkerTarget, { kind: "connect" }>): Promise<void> {
+    const startupTimeout = this.#options.startupTimeout ?? DEFAULTS.startupTimeout;
+    let failure: WorkerStartError | undefined;
+    try {
+      const entry = await target.registry.discover(target.serviceId, startupTimeout);
+      this.#port = entry.port;
+      const channel = this.#createChannel();
+      channel.connect(`tcp://${this.#options.host ?? "127.0.0.1"}:${entry.port}`);
+      channel.onPayload(
+        (payload) => this.#onPayload(payload),
+        (error) => this.#onChannelError(error),
+      );
+      await this.#heartbeat(channel, startupTimeout);
+    } catch (error) {
+      failure =
+        error instanceof CallTimeoutError
+          ? new WorkerStartError(
+              `Service '${target.serviceId}' (port ${this.#port}) did not answer a heartbeat within ${startupTimeout}ms`,
+              { cause: error },
+            )
+          : new WorkerStartError(`Cannot connect to service '${target.serviceId}': ${errorText(error)}`, { cause: error });
+    }
+    if (failure) {
+      if (this.#state === "starting") this.#send({ type: "START_FAILED", reason: failure.message });
+      await this.#teardown(0);
+      throw failure;
+    }
+    if (this.#state !== "starting") {
+      throw new WorkerStartError(`Worker '${this.name}' was stopped before it became ready`);
+    }
+    this.#send({ type: "READY" });
+  }
+
+  #createChannel(): DealerChannel {
+    const channel = new DealerChannel((id, error) => {
+      if (id !== undefined) this.#calls.reject(id, new SendFailedError(`Failed to send to worker '${this.name}': ${String(error)}`, { cause: error }));
+    });
+    this.#channel = channel;
+    return channel;
+  }
+
+  /** Spawn mode: start the child with the bound port and wait for its first heartbeat answer. */
+  async #spawnChild(channel: DealerChannel, target: Extract<WorkerTarget, { kind: "spawn" }>): Promise<void> {
     let spawnError: Error | undefined;
     const child = new ProcessActor(
       {
-        argv: this.argv,
+        argv: target.argv,
         cwd: this.#options.cwd,
         env: {
           ...process.env,
@@ -501,6 +595,10 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     }
     return new WorkerStartError(`Worker '${this.name}' failed to start: ${String(error)}`, { cause: error });
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function tailText(child: ProcessActor): string {

@@ -16,6 +16,9 @@ Two roles, chosen by the first argument:
     Serves add, multiply, echo, type_of, echo_many, fail, none, sleep, big_ints,
     get_info, nested, count_bytes and list_functions (plus an unreachable _private).
 
+``connect`` -- the same cases (but ``shutdown``) against a registered service:
+    mf_peer.py connect --service ID [--registry-dir DIR]
+
 ``parent`` -- a controller that behaves like the real Python v4 ``ParentWorker`` in spawn
     mode, spawns a (TypeScript) worker and runs a fixed list of interop cases against it:
     mf_peer.py parent --exec EXE [--exec-arg ARG ...] --script PATH [--timeout S]
@@ -427,16 +430,20 @@ class ParentLink:
 
     SEND_TIMEOUT_MS = 1000
 
-    def __init__(self, namespace, client_name):
+    def __init__(self, namespace, client_name, connect_port=None):
         self.namespace = namespace
         self.client_name = client_name
         self.context = zmq.Context()
         self.sock = self.context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDTIMEO, self.SEND_TIMEOUT_MS)
-        self.sock.bind("tcp://127.0.0.1:*")
-        endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.port = int(endpoint.rsplit(":", 1)[1])
+        if connect_port is not None:  # connect mode: the service is bound, we connect
+            self.sock.connect(f"tcp://127.0.0.1:{connect_port}")
+            self.port = connect_port
+        else:
+            self.sock.bind("tcp://127.0.0.1:*")
+            endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.port = int(endpoint.rsplit(":", 1)[1])
         self.proc = None
         self.inbox = {}
 
@@ -888,9 +895,11 @@ def wait_ready(link, timeout):
         raise CaseFailure(f"readiness heartbeat answered with {short(reply)}")
 
 
-def run_cases(link, call_timeout, tally):
+def run_cases(link, call_timeout, tally, skip=()):
     """Run every case in order, printing one JSON line each and counting into ``tally``."""
     for name, case in CASES:
+        if name in skip:
+            continue
         try:
             case(link, call_timeout)
             detail = None
@@ -930,6 +939,48 @@ def run_parent(opts):
     return 0 if tally["failed"] == 0 else 1
 
 
+def discover_port(service_id, registry_dir, timeout):
+    """Python v4's discover: poll services.json until the entry's pid is alive."""
+    path = os.path.join(registry_dir or os.path.join(os.path.expanduser("~"), ".multifrost"), "services.json")
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with open(path) as handle:
+                entry = json.load(handle).get(service_id)
+            if isinstance(entry, dict):
+                os.kill(entry["pid"], 0)
+                return entry["port"]
+        except (FileNotFoundError, ValueError, ProcessLookupError, KeyError, TypeError):
+            pass
+        if time.time() > deadline:
+            raise CaseFailure(f"service {service_id!r} not found in {path} within {timeout} s")
+        time.sleep(0.1)
+
+
+def run_connect(opts):
+    """Connect-mode parent: every case except ``shutdown`` (a parent never stops a service
+    it did not spawn)."""
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    tally = {"passed": 0, "failed": 0}
+    link = None
+    try:
+        port = discover_port(opts.service, opts.registry_dir, opts.timeout)
+        link = ParentLink(opts.namespace, opts.client_name, connect_port=port)
+        wait_ready(link, opts.timeout)
+        run_cases(link, opts.call_timeout, tally, skip={"shutdown"})
+    except (CaseFailure, OSError) as failure:
+        emit({"case": "ready", "ok": False, "detail": str(failure)})
+        tally["failed"] += 1
+    except KeyboardInterrupt:
+        emit({"case": "interrupted", "ok": False, "detail": "parent got SIGINT/SIGTERM"})
+        tally["failed"] += 1
+    finally:
+        if link is not None:
+            link.close()
+    emit({"done": True, **tally})
+    return 0 if tally["failed"] == 0 else 1
+
+
 # ---------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------
@@ -948,6 +999,14 @@ def parse_args(argv):
                        help="registry directory (default ~/.multifrost)")
     child.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # Python v4 parents add it
 
+    connect = roles.add_parser("connect", help="connect to a registered service and run the cases")
+    connect.add_argument("--service", required=True, help="service id to discover")
+    connect.add_argument("--registry-dir", default=None, help="registry directory (default ~/.multifrost)")
+    connect.add_argument("--timeout", type=float, default=10.0, help="discovery/readiness timeout, seconds")
+    connect.add_argument("--call-timeout", type=float, default=5.0, help="per-call timeout, seconds")
+    connect.add_argument("--namespace", default="default")
+    connect.add_argument("--client-name", default=None)
+
     parent = roles.add_parser("parent", help="spawn a worker and run the interop cases")
     parent.add_argument("--exec", required=True, help="executable that runs the worker")
     parent.add_argument("--exec-arg", action="append", default=[],
@@ -965,6 +1024,8 @@ def main(argv):
     opts = parse_args(argv)
     if opts.role == "child":
         return run_child(opts)
+    if opts.role == "connect":
+        return run_connect(opts)
     return run_parent(opts)
 
 

@@ -1,0 +1,196 @@
+/**
+ * Connect mode through the file registry, with real processes: a TS service reached by TS and
+ * Python parents, a Python service reached by a TS parent, many parents on one service,
+ * duplicate service ids, and a parent's stop() never stopping the service.
+ * Every test uses a temporary registry directory, never ~/.multifrost.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FileRegistry, ParentWorker, ServiceNotFoundError, WorkerStartError, type ConnectOptions } from "../src/index.js";
+import { fixture } from "./helpers/fixtures.js";
+import { descendants, isAlive, waitFor } from "./helpers/processes.js";
+
+const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
+const PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
+const MATH = fixture("math-worker.mjs");
+
+let registryDir: string;
+let registry: FileRegistry;
+const processes: ChildProcess[] = [];
+const parents: ParentWorker[] = [];
+
+beforeEach(() => {
+  registryDir = mkdtempSync(join(tmpdir(), "multifrost-connect-"));
+  registry = new FileRegistry({ dir: registryDir });
+});
+
+afterEach(async () => {
+  await Promise.all(parents.splice(0).map((worker) => worker.stop()));
+  for (const child of processes.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await once(child, "close");
+    }
+  }
+  rmSync(registryDir, { recursive: true, force: true });
+});
+
+afterAll(async () => {
+  await waitFor(() => descendants().length === 0, 5000, "no process left behind");
+});
+
+interface Service {
+  process: ChildProcess;
+  stderr: () => string;
+}
+
+/** Starts a process that registers `serviceId`; resolves once its entry (with its pid) is in the registry. */
+async function startService(serviceId: string, command: string, args: string[], env: Record<string, string> = {}): Promise<Service> {
+  const child = spawn(command, args, {
+    env: { ...process.env, MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: serviceId, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  processes.push(child);
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  child.stdout!.resume();
+  await waitFor(
+    () => {
+      if (child.exitCode !== null) throw new Error(`service exited early (${child.exitCode}): ${stderr}`);
+      try {
+        const entry = JSON.parse(readFileSync(join(registryDir, "services.json"), "utf8"))[serviceId];
+        return entry?.pid === child.pid;
+      } catch {
+        return false;
+      }
+    },
+    10_000,
+    `service '${serviceId}' to register`,
+  );
+  return { process: child, stderr: () => stderr };
+}
+
+const startTsService = (serviceId: string): Promise<Service> => startService(serviceId, process.execPath, [MATH]);
+
+async function connect(serviceId: string, timeoutMs = 5000, options: ConnectOptions = {}): Promise<ParentWorker> {
+  const worker = await ParentWorker.connect(serviceId, timeoutMs, { registryDir, onOutput: () => undefined, ...options });
+  parents.push(worker);
+  return worker;
+}
+
+describe("TS parent ↔ TS service", () => {
+  it("connects by name, calls, and stop() leaves the service running", async () => {
+    const service = await startTsService("math-service");
+    const worker = await connect("math-service");
+    expect(worker.serviceId).toBe("math-service");
+    expect(worker.pid).toBeUndefined(); // not ours to signal
+    await worker.start();
+    expect(worker.state).toBe("connected");
+    expect(typeof worker.lastHeartbeatRttMs).toBe("number");
+    const handle = worker.handle();
+    expect(await handle.call.add(5, 3)).toBe(8);
+    expect(await handle.call.pid()).toBe(service.process.pid);
+    await worker.stop();
+    expect(worker.state).toBe("stopped");
+    expect(isAlive(service.process.pid!)).toBe(true);
+    // and it still serves a new parent
+    const again = await connect("math-service");
+    await again.start();
+    expect(await again.call.add(1, 1)).toBe(2);
+  });
+
+  it("serves 10 parents × 1000 concurrent calls, each reply to its own caller", async () => {
+    await startTsService("busy-service");
+    const workers = await Promise.all(Array.from({ length: 10 }, () => connect("busy-service")));
+    await Promise.all(workers.map((worker) => worker.start()));
+    const results = await Promise.all(
+      workers.map((worker, p) => Promise.all(Array.from({ length: 1000 }, (_, i) => worker.call.add(p * 1_000_000, i)))),
+    );
+    results.forEach((values, p) => expect(values).toEqual(Array.from({ length: 1000 }, (_, i) => p * 1_000_000 + i)));
+    for (const worker of workers) expect(worker.stats.unmatchedReplies).toBe(0);
+  });
+
+  it("refuses a second live instance of the same service id", async () => {
+    const first = await startTsService("only-one");
+    const second = spawn(process.execPath, [MATH], {
+      env: { ...process.env, MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: "only-one" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    processes.push(second);
+    let stderr = "";
+    second.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const [code] = await once(second, "close");
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/ServiceAlreadyRunningError: Service 'only-one' already running \(PID: \d+, port: \d+\)/);
+    expect((await registry.lookup("only-one"))?.pid).toBe(first.process.pid);
+  });
+
+  it("unregisters on SIGTERM and exits 0", async () => {
+    const service = await startTsService("leaving");
+    service.process.kill("SIGTERM");
+    const [code] = await once(service.process, "close");
+    expect(code).toBe(0);
+    expect(await registry.lookup("leaving")).toBeUndefined();
+    expect(JSON.parse(readFileSync(join(registryDir, "services.json"), "utf8"))).toEqual({});
+  });
+
+  it("fails connect() with ServiceNotFoundError when nothing registers in time", async () => {
+    const started = Date.now();
+    const error = await ParentWorker.connect("nobody-home", 300, { registryDir }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ServiceNotFoundError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+  });
+
+  it("fails start() clearly when the service died after connect()", async () => {
+    const service = await startTsService("gone");
+    const worker = await connect("gone", 5000, { startupTimeout: 500 });
+    service.process.kill("SIGKILL");
+    await once(service.process, "close");
+    // A dead pid's entry is not a live service: connect() does not find it, start() fails.
+    expect(await ParentWorker.connect("gone", 0, { registryDir }).catch((e: unknown) => e)).toBeInstanceOf(ServiceNotFoundError);
+    const error = await worker.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerStartError);
+    expect((error as Error).message).toMatch(/Cannot connect to service 'gone'/);
+    expect(worker.state).toBe("failed");
+  });
+});
+
+describe("across languages through the registry", () => {
+  it("TS parent → Python service registered the Python v4 way", async () => {
+    const service = await startService("py-service", PYTHON, [PEER, "child", "--bind", "--register", "py-service", "--registry-dir", registryDir]);
+    const worker = await connect("py-service");
+    await worker.start();
+    expect(await worker.call.add(2, 3)).toBe(5);
+    expect(await worker.call.type_of(2 ** 40)).toBe("int");
+    expect(await worker.call.get_info()).toMatchObject({ language: "python", pid: service.process.pid });
+    await worker.stop();
+    expect(isAlive(service.process.pid!)).toBe(true);
+    service.process.kill("SIGTERM");
+    await once(service.process, "close");
+    expect(await registry.lookup("py-service")).toBeUndefined(); // Python unregistered itself
+  });
+
+  it("Python parent → TS service: every interop case but shutdown passes", async () => {
+    const service = await startTsService("ts-for-python");
+    const parent = spawn(PYTHON, [PEER, "connect", "--service", "ts-for-python", "--registry-dir", registryDir], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    processes.push(parent);
+    let stdout = "";
+    let stderr = "";
+    parent.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    parent.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const [code] = await once(parent, "close");
+    const records = stdout.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as { case?: string; ok?: boolean; done?: boolean; passed?: number; failed?: number });
+    const failed = records.filter((r) => r.case && !r.ok);
+    expect(failed, `${JSON.stringify(failed)}\n${stderr}`).toEqual([]);
+    expect(records.at(-1)).toEqual({ done: true, passed: 18, failed: 0 });
+    expect(code).toBe(0);
+    expect(isAlive(service.process.pid!)).toBe(true); // the Python parent did not stop it
+  }, 60_000);
+});
