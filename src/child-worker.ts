@@ -1,5 +1,7 @@
 import { callableNames } from "./actors/callable-names.js";
 import { Dispatcher, type Handler } from "./actors/dispatcher.js";
+import { OutputCapture } from "./actors/output-capture.js";
+import { PeerTable } from "./actors/peer-table.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
 import { FileRegistry, type ServiceRegistry } from "./registry/index.js";
 import {
@@ -10,6 +12,8 @@ import {
   RejectedFrame,
   createError,
   createHeartbeatReply,
+  createOutput,
+  nextMessageId,
   encodeMessage,
   parseFrame,
   type HeartbeatMessage,
@@ -36,6 +40,11 @@ export interface ChildWorkerOptions {
   exitAfterStopMs?: number | false;
   /** Process-wide SIGTERM/SIGINT handling by `run()`. Default true. */
   handleSignals?: boolean;
+  /**
+   * Send what this process prints (`console.*`, `process.stdout/stderr.write`) to the connected
+   * parents as stdout/stderr messages, one per line. Default true.
+   */
+  forwardOutput?: boolean;
 }
 
 export interface ChildWorkerStats {
@@ -44,6 +53,8 @@ export interface ChildWorkerStats {
   /** Frames dropped or refused, by reason. */
   rejected: Partial<Record<RejectReason | "namespace-mismatch" | "short-envelope", number>>;
   sendFailures: number;
+  /** Lines sent to parents as stdout/stderr messages (each counted once, whatever the number of parents). */
+  linesForwarded: number;
 }
 
 type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
@@ -59,7 +70,9 @@ export abstract class ChildWorker {
   protected namespace: string = DEFAULT_NAMESPACE;
   protected readonly serviceId: string | undefined;
 
-  readonly #options: Required<Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "handleSignals">>;
+  readonly #options: Required<Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "handleSignals" | "forwardOutput">>;
+  readonly #peers = new PeerTable();
+  #capture: OutputCapture | undefined;
   readonly #connect: { registry: ServiceRegistry; host: string } | undefined;
   #registered = false;
   #registering: Promise<void> | undefined;
@@ -70,7 +83,7 @@ export abstract class ChildWorker {
   #resolveRun: (() => void) | undefined;
   #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
   #parentWatch: NodeJS.Timeout | undefined;
-  readonly #stats: ChildWorkerStats = { callsReceived: 0, heartbeatsAnswered: 0, rejected: {}, sendFailures: 0 };
+  readonly #stats: ChildWorkerStats = { callsReceived: 0, heartbeatsAnswered: 0, rejected: {}, sendFailures: 0, linesForwarded: 0 };
 
   constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
     const options = typeof serviceIdOrOptions === "string" ? { serviceId: serviceIdOrOptions } : serviceIdOrOptions ?? {};
@@ -80,6 +93,7 @@ export abstract class ChildWorker {
       shutdownGraceMs: options.shutdownGraceMs ?? 5000,
       exitAfterStopMs: options.exitAfterStopMs ?? 1000,
       handleSignals: options.handleSignals ?? true,
+      forwardOutput: options.forwardOutput ?? true,
     };
     this.#connect =
       options.serviceId === undefined
@@ -124,7 +138,10 @@ export abstract class ChildWorker {
       handlers.set(name, method.bind(this));
     }
     this.#dispatcher = new Dispatcher(handlers, { concurrency: this.#options.concurrency });
-    const channel = new RouterChannel(() => this.#stats.sendFailures++);
+    const channel = new RouterChannel((peer) => {
+      this.#stats.sendFailures++;
+      if (peer !== undefined) this.#peers.forget(peer); // unreachable: stop forwarding to it
+    });
     this.#channel = channel;
     const finished = new Promise<void>((resolve) => (this.#resolveRun = resolve));
 
@@ -145,6 +162,10 @@ export abstract class ChildWorker {
         void this.#stop("api");
       },
     );
+    if (this.#options.forwardOutput) {
+      this.#capture = new OutputCapture((stream, line) => this.#forwardLine(stream, line));
+      this.#capture.install();
+    }
     await finished;
   }
 
@@ -178,6 +199,7 @@ export abstract class ChildWorker {
       }
       return;
     }
+    this.#peers.heard(frames);
     switch (message.type) {
       case "call": {
         if (message.namespace !== this.namespace) {
@@ -205,6 +227,16 @@ export abstract class ChildWorker {
     }
   }
 
+  /** Sends one printed line to every parent heard from; false when there is none yet. */
+  #forwardLine(stream: "stdout" | "stderr", line: string): boolean {
+    const channel = this.#channel;
+    if (channel === undefined || channel.closed || this.#peers.size === 0) return false;
+    const payload = encodeMessage(createOutput(nextMessageId(), stream, line));
+    for (const [peer, envelope] of this.#peers.entries()) channel.send(envelope, payload, peer);
+    this.#stats.linesForwarded++;
+    return true;
+  }
+
   #reject(reason: keyof ChildWorkerStats["rejected"]): void {
     this.#stats.rejected[reason] = (this.#stats.rejected[reason] ?? 0) + 1;
   }
@@ -222,6 +254,9 @@ export abstract class ChildWorker {
     if (this.#dispatcher && reason !== "parent-gone") {
       await withTimeout(this.#dispatcher.idle(), this.#options.shutdownGraceMs);
     }
+    // Back to the real streams (partial lines are flushed to the parents while we still can).
+    this.#capture?.uninstall();
+    this.#capture = undefined;
     if (channel) {
       await withTimeout(channel.drained(), 1000);
       channel.close();

@@ -108,9 +108,15 @@ export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
 
 /** The child's socket. Replies reuse the request's envelope, so peers with or without the empty delimiter both work. */
 export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
-  constructor(onSendFailure: (error: unknown) => void) {
+  /** `onSendFailure` gets the tag given to `send` (e.g. which peer), undefined for replies. */
+  constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
     // mandatory: without it, replies beyond the HWM to a slow reader are silently dropped.
-    super(new zmq.Router({ linger: 500, mandatory: true }), (_item, _tag, error) => onSendFailure(error));
+    super(new zmq.Router({ linger: 500, mandatory: true }), (_item, tag, error) => onSendFailure(tag, error));
+  }
+
+  /** Sends a message that answers no request (e.g. forwarded output) along `envelope`. */
+  send(envelope: readonly Buffer[], payload: Buffer, tag?: string): void {
+    this.queue.push([...envelope, payload], tag);
   }
 
   /** Sends `payload` back along the request's envelope (the request's frames are reused). */
