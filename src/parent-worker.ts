@@ -399,6 +399,11 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
             )
           : new WorkerStartError(`Cannot connect to service '${target.serviceId}': ${errorText(error)}`, { cause: error });
     }
+    await this.#finishStart(failure);
+  }
+
+  /** Ends start(): on failure, tear down and throw it; else the worker is ready (unless stopped meanwhile). */
+  async #finishStart(failure: WorkerStartError | undefined): Promise<void> {
     if (failure) {
       if (this.#state === "starting") this.#send({ type: "START_FAILED", reason: failure.message });
       await this.#teardown(0);
@@ -445,6 +450,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.#process = child;
 
     const startupTimeout = this.#options.startupTimeout ?? DEFAULTS.startupTimeout;
+    let failure: WorkerStartError | undefined;
     try {
       const ready = this.#heartbeat(channel, startupTimeout);
       const exited = child.whenExited().then((exit) => {
@@ -452,20 +458,14 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       });
       await Promise.race([ready, exited]);
     } catch (error) {
-      const failure =
+      failure =
         error instanceof WorkerStartError
           ? error
           : error instanceof WorkerExitedError || spawnError
             ? this.#startFailure(spawnError, child.exitInfo ?? { code: null, signal: null }, child)
             : this.#startTimeoutFailure(error, startupTimeout, child);
-      if (this.#state === "starting") this.#send({ type: "START_FAILED", reason: failure.message });
-      await this.#teardown(0);
-      throw failure;
     }
-    if (this.#state !== "starting") {
-      throw new WorkerStartError(`Worker '${this.name}' was stopped before it became ready`);
-    }
-    this.#send({ type: "READY" });
+    await this.#finishStart(failure);
   }
 
   async #stop(): Promise<void> {
