@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FileRegistry, ParentWorker, ServiceNotFoundError, WorkerStartError, type ConnectOptions } from "../src/index.js";
 import { fixture } from "./helpers/fixtures.js";
-import { descendants, isAlive, waitFor } from "./helpers/processes.js";
+import { descendants, reapAll, isAlive, waitFor } from "./helpers/processes.js";
 
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
 const PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
@@ -31,12 +31,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   await Promise.all(parents.splice(0).map((worker) => worker.stop()));
-  for (const child of processes.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await once(child, "close");
-    }
-  }
+  await reapAll(processes);
   rmSync(registryDir, { recursive: true, force: true });
 });
 

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { FileRegistry, ParentWorker, type OutputStream } from "../src/index.js";
 import { fixture } from "./helpers/fixtures.js";
-import { descendants, waitFor } from "./helpers/processes.js";
+import { descendants, reapAll, waitFor } from "./helpers/processes.js";
 
 const PRINTER = fixture("printer-worker.mjs");
 const workers: ParentWorker[] = [];
@@ -20,12 +20,7 @@ const dirs: string[] = [];
 
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((worker) => worker.stop()));
-  for (const child of processes.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await once(child, "close");
-    }
-  }
+  await reapAll(processes);
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 

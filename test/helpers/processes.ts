@@ -48,3 +48,14 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what =
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** SIGKILLs every child process in `children` that is still running, waits for each, and empties the list. */
+export async function reapAll(children: import("node:child_process").ChildProcess[]): Promise<void> {
+  const { once } = await import("node:events");
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await once(child, "close");
+    }
+  }
+}
