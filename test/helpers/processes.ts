@@ -1,3 +1,5 @@
+import type { ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { readFileSync, readdirSync } from "node:fs";
 
 /** Pids of every live (non-zombie) descendant of `root`, read from /proc. */
@@ -50,8 +52,7 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what =
 }
 
 /** SIGKILLs every child process in `children` that is still running, waits for each, and empties the list. */
-export async function reapAll(children: import("node:child_process").ChildProcess[]): Promise<void> {
-  const { once } = await import("node:events");
+export async function reapAll(children: ChildProcess[]): Promise<void> {
   for (const child of children.splice(0)) {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGKILL");
