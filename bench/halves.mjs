@@ -3,7 +3,7 @@
 //   node bench/halves.mjs [--rounds=3] [--calls=40000]
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { ParentWorker } from "multifrost";
+import { ECHO_WORKER, startOurPeer } from "./lib/our-peer.mjs";
 import { startRawPeer } from "./lib/raw-parent.mjs";
 import { median } from "./lib/measure.mjs";
 
@@ -13,7 +13,7 @@ const CALLS = option("calls", 40_000);
 const IN_FLIGHT = 100;
 const CHILD = {
   raw: fileURLToPath(new URL("./lib/raw-child.mjs", import.meta.url)),
-  ours: fileURLToPath(new URL("./workers/echo-worker.mjs", import.meta.url)),
+  ours: ECHO_WORKER,
 };
 
 async function startPair(parent, child) {
@@ -21,10 +21,7 @@ async function startPair(parent, child) {
     const peer = await startRawPeer(CHILD[child]);
     return { add: () => peer.call("add", [1, 2]), stop: () => peer.stop() };
   }
-  const worker = ParentWorker.spawn(CHILD[child], "node", { onOutput: () => {} });
-  await worker.start();
-  const call = worker.handle().call;
-  return { add: () => call.add(1, 2), stop: () => worker.stop() };
+  return startOurPeer(CHILD[child]); // its add() is handle.call.add(1, 2)
 }
 
 async function rate(pair) {

@@ -57,6 +57,13 @@ export interface ChildWorkerStats {
   linesForwarded: number;
 }
 
+/** Connect mode: the name to register, where, and the interface to bind. */
+interface ConnectSettings {
+  serviceId: string;
+  registry: ServiceRegistry;
+  host: string;
+}
+
 type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
 
 const PARENT_WATCH_MS = 1000;
@@ -73,7 +80,8 @@ export abstract class ChildWorker {
   readonly #options: Required<Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "handleSignals" | "forwardOutput">>;
   readonly #peers = new PeerTable();
   #capture: OutputCapture | undefined;
-  readonly #connect: { registry: ServiceRegistry; host: string } | undefined;
+  /** Connect mode's settings; undefined in spawn-only workers (no serviceId). */
+  readonly #connect: ConnectSettings | undefined;
   #registered = false;
   #registering: Promise<void> | undefined;
   #channel: RouterChannel | undefined;
@@ -98,7 +106,11 @@ export abstract class ChildWorker {
     this.#connect =
       options.serviceId === undefined
         ? undefined
-        : { registry: options.registry ?? new FileRegistry({ dir: options.registryDir }), host: options.host ?? "127.0.0.1" };
+        : {
+            serviceId: options.serviceId,
+            registry: options.registry ?? new FileRegistry({ dir: options.registryDir }),
+            host: options.host ?? "127.0.0.1",
+          };
   }
 
   /** The names a parent may call. */
@@ -151,7 +163,7 @@ export abstract class ChildWorker {
       channel.connect(endpoint);
       this.#watchParent();
     } else {
-      this.#registering = this.#bindAndRegister(channel);
+      this.#registering = this.#bindAndRegister(channel, this.#connect!);
       await this.#registering;
     }
     channel.onPayload(
@@ -170,11 +182,10 @@ export abstract class ChildWorker {
   }
 
   /** Connect mode: bind first, then publish the real port (no find-a-free-port race). */
-  async #bindAndRegister(channel: RouterChannel): Promise<void> {
-    const { registry, host } = this.#connect!;
+  async #bindAndRegister(channel: RouterChannel, connect: ConnectSettings): Promise<void> {
     try {
-      const port = await channel.bind(host, 0);
-      await registry.register(this.serviceId!, port);
+      const port = await channel.bind(connect.host, 0);
+      await connect.registry.register(connect.serviceId, port);
       this.#registered = true;
     } catch (error) {
       channel.close();
@@ -263,10 +274,11 @@ export abstract class ChildWorker {
     }
     // A stop during registration waits for it, so the entry it writes is removed too.
     await this.#registering?.catch(() => undefined);
-    if (this.#registered) {
+    const connect = this.#connect;
+    if (this.#registered && connect) {
       this.#registered = false;
-      await this.#connect!.registry.unregister(this.serviceId!).catch((error: unknown) => {
-        process.stderr.write(`multifrost child: could not unregister '${this.serviceId}': ${String(error)}\n`);
+      await connect.registry.unregister(connect.serviceId).catch((error: unknown) => {
+        process.stderr.write(`multifrost child: could not unregister '${connect.serviceId}': ${String(error)}\n`);
       });
     }
     this.#running = false;

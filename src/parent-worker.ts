@@ -359,7 +359,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   async #start(): Promise<void> {
     this.#exitError = undefined;
     this.#send({ type: "START" });
-    if (this.#target.kind === "connect") return this.#startConnected(this.#target);
+    const target = this.#target;
+    if (target.kind === "connect") return this.#startConnected(target);
     const channel = this.#createChannel();
     try {
       this.#port = await channel.bind(this.#options.host ?? "127.0.0.1");
@@ -369,11 +370,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       this.#send({ type: "START_FAILED", reason: `bind failed: ${String(error)}` });
       throw new WorkerStartError(`Worker '${this.name}': cannot bind a port: ${String(error)}`, { cause: error });
     }
-    channel.onPayload(
-      (payload) => this.#onPayload(payload),
-      (error) => this.#onChannelError(error),
-    );
-    await this.#spawnChild(channel, this.#target as Extract<WorkerTarget, { kind: "spawn" }>);
+    this.#listen(channel);
+    await this.#spawnChild(channel, target);
   }
 
   /** Connect mode: look the service up (it may have moved since connect()), connect, heartbeat. */
@@ -385,10 +383,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       this.#port = entry.port;
       const channel = this.#createChannel();
       channel.connect(`tcp://${this.#options.host ?? "127.0.0.1"}:${entry.port}`);
-      channel.onPayload(
-        (payload) => this.#onPayload(payload),
-        (error) => this.#onChannelError(error),
-      );
+      this.#listen(channel);
       await this.#heartbeat(channel, startupTimeout);
     } catch (error) {
       failure =
@@ -421,6 +416,14 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     });
     this.#channel = channel;
     return channel;
+  }
+
+  /** Starts the channel's receive loop (after bind: zeromq.js blocks a socket while it binds). */
+  #listen(channel: DealerChannel): void {
+    channel.onPayload(
+      (payload) => this.#onPayload(payload),
+      (error) => this.#onChannelError(error),
+    );
   }
 
   /** Spawn mode: start the child with the bound port and wait for its first heartbeat answer. */

@@ -29,13 +29,11 @@ export class Dispatcher {
   readonly #names: string[];
   readonly #listNames: ReadonlySet<string>;
   readonly #queue: PQueue;
-  readonly #concurrency: number;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#handlers = handlers;
     this.#names = [...handlers.keys()].sort();
     this.#listNames = new Set(options.listNames ?? ["listFunctions", "list_functions"]);
-    this.#concurrency = options.concurrency;
     this.#queue = new PQueue({ concurrency: options.concurrency });
   }
 
@@ -68,7 +66,7 @@ export class Dispatcher {
       send(encodeMessage(createError(call.id, error)));
       return;
     }
-    if (this.#queue.size > 0 || this.#queue.pending >= this.#concurrency) {
+    if (this.#queue.size > 0 || this.#queue.pending >= this.#queue.concurrency) {
       // At the bound: wait in order for a slot.
       void this.#queue.add(() => this.#settle(call, this.#invoke(call, handler), send));
       return;
