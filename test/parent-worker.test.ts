@@ -15,9 +15,8 @@ import {
   RemoteCallError,
   WorkerNotRunningError,
   type OutputStream,
-  type SpawnOptions,
 } from "../src/index.js";
-import { fixture, rejectionOf } from "./helpers/fixtures.js";
+import { fixture, rejectionOf, workerTracker } from "./helpers/fixtures.js";
 import { descendants, waitFor } from "./helpers/processes.js";
 
 const MATH = fixture("math-worker.mjs");
@@ -30,16 +29,9 @@ interface OutputLine {
 }
 
 /** Workers a test spawned; afterEach stops every one of them, pass or fail. */
-const perTest: ParentWorker[] = [];
-function spawnWorker(script: string, executable: string | readonly string[] = "node", options: SpawnOptions = {}): ParentWorker {
-  const worker = ParentWorker.spawn(script, executable, { onOutput: () => {}, ...options });
-  perTest.push(worker);
-  return worker;
-}
-
-afterEach(async () => {
-  await Promise.all(perTest.splice(0).map((worker) => worker.stop()));
-});
+const tracked = workerTracker();
+const spawnWorker = tracked.spawn;
+afterEach(() => tracked.stopAll());
 
 // Two workers shared by the tests that only call (they never kill or stop them).
 let math: ParentWorker;

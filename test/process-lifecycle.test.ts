@@ -10,10 +10,9 @@ import {
   WorkerExitedError,
   WorkerNotRunningError,
   WorkerStartError,
-  type SpawnOptions,
   type StateChange,
 } from "../src/index.js";
-import { fixture, rejectionOf } from "./helpers/fixtures.js";
+import { fixture, rejectionOf, workerTracker } from "./helpers/fixtures.js";
 import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 
 const MATH = fixture("math-worker.mjs");
@@ -34,16 +33,10 @@ async function stopExpectingSigkill(worker: ParentWorker): Promise<void> {
   expect(((await exit) as [ExitInfo])[0]).toEqual({ code: null, signal: "SIGKILL" });
 }
 
-const workers: ParentWorker[] = [];
-function spawnWorker(script: string, executable: string | readonly string[] = "node", options: SpawnOptions = {}): ParentWorker {
-  const worker = ParentWorker.spawn(script, executable, { onOutput: () => {}, ...options });
-  workers.push(worker);
-  return worker;
-}
-
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((worker) => worker.stop()));
-});
+/** Workers a test spawned; afterEach stops every one of them, pass or fail. */
+const tracked = workerTracker();
+const spawnWorker = tracked.spawn;
+afterEach(() => tracked.stopAll());
 
 afterAll(async () => {
   await waitFor(() => descendants().length === 0, 5000, "no process left behind by process-lifecycle tests");

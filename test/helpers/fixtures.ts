@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { inspect } from "node:util";
+import { ParentWorker, type SpawnOptions } from "../../src/index.js";
 
 /** Absolute path of a file in test/fixtures. */
 export const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
@@ -14,4 +15,25 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<any> {
     return error;
   }
   throw new Error(`expected a rejection, got ${inspect(value)}`);
+}
+
+/**
+ * `spawn` creates ParentWorkers with output silenced (options may override) and remembers them;
+ * `stopAll` (for afterEach) stops every one, pass or fail.
+ */
+export function workerTracker(): {
+  spawn(script: string, executable?: string | readonly string[], options?: SpawnOptions): ParentWorker;
+  stopAll(): Promise<void>;
+} {
+  const workers: ParentWorker[] = [];
+  return {
+    spawn(script, executable = "node", options = {}) {
+      const worker = ParentWorker.spawn(script, executable, { onOutput: () => {}, ...options });
+      workers.push(worker);
+      return worker;
+    },
+    async stopAll() {
+      await Promise.all(workers.splice(0).map((worker) => worker.stop()));
+    },
+  };
 }
