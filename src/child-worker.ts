@@ -3,7 +3,7 @@ import { Dispatcher, type Handler } from "./actors/dispatcher.js";
 import { OutputCapture } from "./actors/output-capture.js";
 import { PeerTable } from "./actors/peer-table.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
-import { FileRegistry, type ServiceRegistry } from "./registry/index.js";
+import { FileRegistry, type RegistryBackend } from "./registry/index.js";
 import {
   DEFAULT_NAMESPACE,
   ENV_PORT,
@@ -24,7 +24,7 @@ export interface ChildWorkerOptions {
   /** Connect mode: the service id to register; the worker binds and parents connect to it. */
   serviceId?: string;
   /** Connect mode: where to register. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
-  registry?: ServiceRegistry;
+  registry?: RegistryBackend;
   /** Connect mode: shorthand for `registry: new FileRegistry({ dir })`. */
   registryDir?: string;
   /** Connect mode: the interface to bind. Default 127.0.0.1. */
@@ -60,7 +60,7 @@ export interface ChildWorkerStats {
 /** Connect mode: the name to register, where, and the interface to bind. */
 interface ConnectSettings {
   serviceId: string;
-  registry: ServiceRegistry;
+  registry: RegistryBackend;
   host: string;
 }
 

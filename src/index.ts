@@ -19,9 +19,8 @@ export {
   ServiceAlreadyRunningError,
   RegistryError,
 } from "./errors.js";
-// The registry backend interface is not exported under v4's name `ServiceRegistry` (a class in v4) yet.
 export { FileRegistry, REGISTRY_DIR_ENV } from "./registry/index.js";
-export type { ServiceEntry, FileRegistryOptions } from "./registry/index.js";
+export type { ServiceEntry, FileRegistryOptions, RegistryBackend } from "./registry/index.js";
 export type { MultifrostErrorCode } from "./errors.js";
 export type { LifecycleState } from "./machines/worker-lifecycle.js";
 export { workerLifecycleMachine } from "./machines/worker-lifecycle.js";

@@ -5,7 +5,7 @@ import { CallTable, type PendingCall } from "./actors/call-table.js";
 import { splitCommandLine } from "./actors/command-line.js";
 import { ProcessActor, type ProcessExit } from "./actors/process-actor.js";
 import { DealerChannel } from "./actors/zmq-channel.js";
-import { FileRegistry, type ServiceRegistry } from "./registry/index.js";
+import { FileRegistry, type RegistryBackend } from "./registry/index.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
 import {
   CallTimeoutError,
@@ -92,7 +92,7 @@ export interface ConnectOptions
     | "heartbeatMaxMisses"
   > {
   /** Where services are registered. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
-  registry?: ServiceRegistry;
+  registry?: RegistryBackend;
   /** Shorthand for `registry: new FileRegistry({ dir })`. */
   registryDir?: string;
   /** Host the service listens on. Default 127.0.0.1. */
@@ -102,7 +102,7 @@ export interface ConnectOptions
 /** What a ParentWorker runs or reaches. */
 type WorkerTarget =
   | { kind: "spawn"; scriptPath: string; argv: readonly string[] }
-  | { kind: "connect"; serviceId: string; registry: ServiceRegistry };
+  | { kind: "connect"; serviceId: string; registry: RegistryBackend };
 
 export interface StateChange {
   from: LifecycleState;

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidArgumentError, RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError } from "../errors.js";
 import { isProcessAlive } from "./liveness.js";
 import { withRegistryLock, type HeldLock } from "./locks.js";
-import { assertPid, assertPort, assertServiceId, type ServiceEntry, type ServiceRegistry } from "./registry.js";
+import { assertPid, assertPort, assertServiceId, type ServiceEntry, type RegistryBackend } from "./registry.js";
 import {
   emptyDocument,
   readRegistryFile,
@@ -38,7 +38,7 @@ const DISCOVER_POLL_MS = 100;
  * take no lock (a rename is atomic, and a half-written file from JS v4, which writes in place,
  * just reads as "nothing yet").
  */
-export class FileRegistry implements ServiceRegistry {
+export class FileRegistry implements RegistryBackend {
   /** The registry directory (absolute). */
   readonly dir: string;
   /** The registry file (absolute). */

@@ -16,7 +16,7 @@ export interface ServiceEntry {
   readonly started: string;
 }
 
-export interface ServiceRegistry {
+export interface RegistryBackend {
   /**
    * Records `serviceId → port` owned by `pid` (default: this process). Replaces an entry whose
    * owner is dead or is `pid` itself; rejects with `ServiceAlreadyRunningError` if another live
