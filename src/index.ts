@@ -21,6 +21,7 @@ export {
 } from "./errors.js";
 export { FileRegistry, REGISTRY_DIR_ENV } from "./registry/index.js";
 export type { ServiceEntry, FileRegistryOptions, RegistryBackend } from "./registry/index.js";
+export { ServiceRegistry } from "./registry/v4-service-registry.js";
 export type { MultifrostErrorCode } from "./errors.js";
 export type { LifecycleState } from "./machines/worker-lifecycle.js";
 export { workerLifecycleMachine } from "./machines/worker-lifecycle.js";
