@@ -199,6 +199,11 @@ export abstract class ChildWorker {
     return this.#stop("api");
   }
 
+  /** Sends a call's reply back along the request's frames. */
+  readonly #reply = (frames: Buffer[], reply: Buffer): void => {
+    this.#channel?.reply(frames, reply);
+  };
+
   #onFrame(payload: Buffer, frames: Buffer[]): void {
     const message = parseFrame(payload);
     if (message instanceof RejectedFrame) {
@@ -222,7 +227,7 @@ export abstract class ChildWorker {
           this.#channel?.reply(frames, encodeMessage(createError(message.id, "WorkerStoppingError: worker is shutting down")));
           return;
         }
-        this.#dispatcher!.dispatch(message, (reply) => this.#channel?.reply(frames, reply));
+        this.#dispatcher!.dispatch(message, frames, this.#reply);
         return;
       }
       case "heartbeat":

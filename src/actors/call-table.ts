@@ -106,6 +106,11 @@ export class CallTable {
       const call = group.get(id);
       if (call !== undefined) {
         group.delete(id);
+        if (i > 0) {
+          // The group answering most is searched first.
+          groups[i] = groups[0]!;
+          groups[0] = group;
+        }
         return call;
       }
     }

@@ -24,16 +24,23 @@ export interface DispatcherOptions {
   listNames?: readonly string[];
 }
 
+/** Replies go to `send(context, reply)`; `context` says where (e.g. the request's frames). */
+export type ReplyFn<C> = (context: C, reply: Buffer) => void;
+
+/** What a callable name stands for: a handler, or the list of names. */
+const LIST = Symbol("list of names");
+
 export class Dispatcher {
-  readonly #handlers: ReadonlyMap<string, Handler>;
+  /** Handlers and the list names, in one table (a list name wins over a handler of that name). */
+  readonly #table: ReadonlyMap<string, Handler | typeof LIST>;
   readonly #names: string[];
-  readonly #listNames: ReadonlySet<string>;
   readonly #queue: PQueue;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
-    this.#handlers = handlers;
     this.#names = [...handlers.keys()].sort();
-    this.#listNames = new Set(options.listNames ?? ["listFunctions", "list_functions"]);
+    const table = new Map<string, Handler | typeof LIST>(handlers);
+    for (const name of options.listNames ?? ["listFunctions", "list_functions"]) table.set(name, LIST);
+    this.#table = table;
     this.#queue = new PQueue({ concurrency: options.concurrency });
   }
 
@@ -51,31 +58,32 @@ export class Dispatcher {
     return this.#queue.onIdle();
   }
 
-  /** Runs a validated call and hands the encoded reply to `send`. Never throws. */
-  dispatch(call: CallMessage, send: (reply: Buffer) => void): void {
+  /** Runs a validated call and hands the encoded reply to `send(context, reply)`. Never throws. */
+  dispatch<C>(call: CallMessage, context: C, send: ReplyFn<C>): void {
     const name = call.function;
-    if (this.#listNames.has(name)) {
-      send(encodeMessage(createResponse(call.id, this.#names)));
+    const handler = this.#table.get(name);
+    if (handler === LIST) {
+      send(context, encodeMessage(createResponse(call.id, this.#names)));
       return;
     }
-    const handler = this.#handlers.get(name);
     if (handler === undefined) {
       const error = name.startsWith("_") || name.startsWith("#")
         ? `PermissionError: Cannot call private method '${name}'`
         : `AttributeError: Function '${name}' not found`;
-      send(encodeMessage(createError(call.id, error)));
+      send(context, encodeMessage(createError(call.id, error)));
       return;
     }
-    if (this.#queue.size > 0 || this.#queue.pending >= this.#queue.concurrency) {
+    const queue = this.#queue;
+    if (queue.size > 0 || queue.pending >= queue.concurrency) {
       // At the bound: wait in order for a slot.
-      void this.#queue.add(() => this.#settle(call, this.#invoke(call, handler), send));
+      void queue.add(() => this.#settle(this.#invoke(call, handler), context, send));
       return;
     }
     // A free slot: run now. A synchronous result is answered at once, without the queue;
     // an async one holds a queue slot until it settles, so the bound still applies.
     const outcome = this.#invoke(call, handler);
-    if (outcome instanceof Promise) void this.#queue.add(() => this.#settle(call, outcome, send));
-    else send(encodeReply(outcome));
+    if (outcome instanceof Promise) void queue.add(() => this.#settle(outcome, context, send));
+    else send(context, encodeReply(outcome));
   }
 
   /** Calls the handler: a finished reply, or a promise of one for async handlers. */
@@ -95,8 +103,8 @@ export class Dispatcher {
     return responseReply(call.id, result);
   }
 
-  async #settle(call: CallMessage, outcome: WireMessage | Promise<WireMessage>, send: (reply: Buffer) => void): Promise<void> {
-    send(encodeReply(await outcome));
+  async #settle<C>(outcome: WireMessage | Promise<WireMessage>, context: C, send: ReplyFn<C>): Promise<void> {
+    send(context, encodeReply(await outcome));
   }
 }
 

@@ -115,13 +115,32 @@ function writeValue(value: unknown, depth: number): void {
 }
 
 function writeObject(object: Record<string, unknown>, depth: number): void {
+  // One byte for a fixmap header; moved up to make room for a map16/map32 one if needed. Kept
+  // as an offset from `start`: writing the fields may move the message to a new chunk.
+  reserve(1);
+  const offset = pos++ - start;
   let size = 0;
-  for (const key in object) if (Object.prototype.hasOwnProperty.call(object, key)) size++;
-  writeHeader(size, 0x80, 0xde);
   for (const key in object) {
     if (!Object.prototype.hasOwnProperty.call(object, key)) continue;
     writeString(key);
     writeValue(object[key], depth);
+    size++;
+  }
+  if (size < 0x10) {
+    chunk[start + offset] = 0x80 | size;
+    return;
+  }
+  const extra = size < 0x10000 ? 2 : 4;
+  reserve(extra);
+  const header = start + offset;
+  chunk.copyWithin(header + 1 + extra, header + 1, pos);
+  pos += extra;
+  if (extra === 2) {
+    chunk[header] = 0xde;
+    chunk.writeUInt16BE(size, header + 1);
+  } else {
+    chunk[header] = 0xdf;
+    chunk.writeUInt32BE(size, header + 1);
   }
 }
 
@@ -344,20 +363,96 @@ function readValue(depth: number): unknown {
 
 function readMap(size: number, depth: number): Record<string, unknown> {
   if (depth >= MAX_DEPTH || size > (end - at) / 2) throw NOT_SIMPLE;
+  if (depth === 0 && size <= MAX_SHAPE_KEYS) return readMessage(size);
   const object: Record<string, unknown> = {};
   for (let i = 0; i < size; i++) {
-    need(1);
-    const token = src[at++]!;
-    let key: string;
-    if (token >= 0xa0 && token < 0xc0) key = readString(token - 0xa0);
-    else if (token === 0xd9) {
-      need(1);
-      key = readString(src[at++]!);
-    } else throw NOT_SIMPLE; // other keys: msgpackr's rules
-    // As msgpackr does: a key never reaches the prototype.
-    object[key === "__proto__" ? "__proto_" : key] = readValue(depth + 1);
+    const key = readKey();
+    object[key] = readValue(depth + 1);
   }
   return object;
+}
+
+/** A map key: a string (other keys follow msgpackr's rules), `__proto__` renamed as msgpackr does. */
+function readKey(): string {
+  need(1);
+  const token = src[at++]!;
+  let key: string;
+  if (token >= 0xa0 && token < 0xc0) key = readString(token - 0xa0);
+  else if (token === 0xd9) {
+    need(1);
+    key = readString(src[at++]!);
+  } else throw NOT_SIMPLE;
+  return key === "__proto__" ? "__proto_" : key;
+}
+
+/**
+ * The message map itself. Messages of one kind repeat the same keys in the same order, so once
+ * a key sequence has been seen a few times it gets a constructor (an object literal with those
+ * keys): one allocation of the final shape instead of a property added at a time, and every
+ * message of that kind shares one hidden class downstream.
+ */
+const MAX_SHAPE_KEYS = 16;
+const MAX_SHAPES = 8;
+const SHAPE_AFTER = 4;
+interface Shape {
+  keys: string[];
+  seen: number;
+  make: ((values: unknown[]) => Record<string, unknown>) | undefined;
+}
+const shapes: Shape[] = [];
+const keyScratch: string[] = [];
+const valueScratch: unknown[] = [];
+let shapesEnabled = true;
+
+function readMessage(size: number): Record<string, unknown> {
+  const keys = keyScratch;
+  const values = valueScratch;
+  for (let i = 0; i < size; i++) {
+    keys[i] = readKey();
+    values[i] = readValue(1);
+  }
+  const shape = shapesEnabled ? findShape(keys, size) : undefined;
+  let object: Record<string, unknown>;
+  if (shape?.make !== undefined) {
+    object = shape.make(values);
+  } else {
+    object = {};
+    for (let i = 0; i < size; i++) object[keys[i]!] = values[i];
+  }
+  for (let i = 0; i < size; i++) values[i] = undefined; // hold no payload past this message
+  return object;
+}
+
+function findShape(keys: string[], size: number): Shape | undefined {
+  for (let s = 0; s < shapes.length; s++) {
+    const shape = shapes[s]!;
+    if (shape.keys.length !== size) continue;
+    let same = true;
+    for (let i = 0; i < size; i++) {
+      if (shape.keys[i] !== keys[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (!same) continue;
+    if (shape.make === undefined && ++shape.seen >= SHAPE_AFTER) shape.make = compileShape(shape.keys);
+    return shape;
+  }
+  const shape: Shape = { keys: keys.slice(0, size), seen: 1, make: undefined };
+  if (new Set(shape.keys).size !== size) return undefined; // a repeated key: built one at a time
+  if (shapes.length >= MAX_SHAPES) shapes.shift();
+  shapes.push(shape);
+  return shape;
+}
+
+function compileShape(keys: readonly string[]): Shape["make"] {
+  const fields = keys.map((key, i) => `${JSON.stringify(key)}: v[${i}]`).join(", ");
+  try {
+    return new Function("v", `return { ${fields} };`) as (values: unknown[]) => Record<string, unknown>;
+  } catch {
+    shapesEnabled = false; // code generation disallowed (--disallow-code-generation-from-strings)
+    return undefined;
+  }
 }
 
 function readArray(length: number, depth: number): unknown[] {

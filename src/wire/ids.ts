@@ -4,11 +4,28 @@ import { randomUUID } from "node:crypto";
  * Message ids: UUIDv4-shaped strings, unique per process without a crypto call per message.
  * One random UUID per process supplies the first 24 characters (version and variant bits
  * included); the last 12 hex digits count up from a random start.
+ *
+ * The id is kept as ASCII bytes and incremented in place, then read out as one flat string
+ * (a concatenation would be a rope that every Map lookup and encoder has to flatten first).
  */
-const prefix = randomUUID().slice(0, 24);
-let counter = Math.floor(Math.random() * 0x1000000);
+const PREFIX_LENGTH = 24;
+const ID_LENGTH = 36;
+const start = Math.floor(Math.random() * 0x1000000);
+
+/** Node's Buffer has `latin1Slice` (what `toString("latin1")` calls) without a type for it. */
+type Latin1Buffer = Buffer & { latin1Slice?(start: number, end: number): string };
+const bytes: Latin1Buffer = Buffer.from(randomUUID().slice(0, PREFIX_LENGTH) + start.toString(16).padStart(12, "0"), "latin1");
 
 export function nextMessageId(): string {
-  counter = counter >= 0xffffffffffff ? 0 : counter + 1;
-  return prefix + counter.toString(16).padStart(12, "0");
+  // Add one to the hex counter (from "ffffffffffff" it wraps to zero).
+  for (let i = ID_LENGTH - 1; i >= PREFIX_LENGTH; i--) {
+    const digit = bytes[i]!;
+    if (digit === 0x66) {
+      bytes[i] = 0x30; // 'f' + 1 = '0', carry on
+      continue;
+    }
+    bytes[i] = digit === 0x39 ? 0x61 : digit + 1; // '9' + 1 = 'a'
+    break;
+  }
+  return bytes.latin1Slice !== undefined ? bytes.latin1Slice(0, ID_LENGTH) : bytes.toString("latin1", 0, ID_LENGTH);
 }
