@@ -21,13 +21,29 @@ function endpointPort(endpoint: string | null): number {
   return Number(match[1]);
 }
 
+/**
+ * Socket options every channel uses. No send high-water mark: messages zeromq cannot pass on yet
+ * wait in zeromq rather than in the send queue (neither is bounded), so a send is refused only
+ * when no peer can take it (see `Channel#writeWaiting`).
+ */
+const SOCKET_OPTIONS = { sendHighWaterMark: 0 } as const;
+
+/**
+ * Sends go through two modes:
+ * - waiting (zeromq.js's default, `sendTimeout = -1`), until a message has come in: a send may
+ *   stay pending until a peer connects, and the send queue waits for it;
+ * - not waiting (`sendTimeout = 0`), once a message has come in (a peer is connected): a send
+ *   completes or is refused at once, which spares zeromq.js a ZMQ_EVENTS query (two syscalls)
+ *   per message. Without a high-water mark, a refusal (EAGAIN) means the peer has gone; the
+ *   refused message is sent again waiting, and the channel waits until a message comes in again.
+ */
 abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
   protected readonly socket: S;
   protected readonly queue: SendQueue<Item>;
   #closed = false;
   #loop: Promise<void> | undefined;
+  #waiting = true;
 
-  /** `socket` must have `sendTimeout: 0`: sends never wait in zeromq.js (see `#writeWaiting`). */
   constructor(socket: S, onSendFailure: SendFailureFn<Item>) {
     this.socket = socket;
     this.queue = new SendQueue<Item>(
@@ -65,6 +81,7 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
       try {
         for (;;) {
           const frames = await this.socket.receive();
+          if (this.#waiting) this.#stopWaiting();
           onFrames(frames);
         }
       } catch (error) {
@@ -87,26 +104,27 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
 
   protected abstract write(item: Item): Promise<void>;
 
-  /**
-   * The socket never waits to send (`sendTimeout: 0`): a send completes or is refused at once,
-   * which spares zeromq.js a ZMQ_EVENTS query (two syscalls) per message. A message refused
-   * with EAGAIN (no peer connected yet, or the high-water mark) is sent again here, waiting as
-   * long as it takes; the send queue holds everything after it meanwhile.
-   */
+  /** A message came in, so a peer is connected: sends stop waiting. */
+  #stopWaiting(): void {
+    if (this.#closed) return;
+    this.#waiting = false;
+    this.socket.sendTimeout = 0;
+  }
+
+  /** Sends a refused message again, waiting as long as it takes; the send queue holds the rest meanwhile. */
   async #writeWaiting(item: Item): Promise<void> {
-    this.socket.sendTimeout = -1;
-    try {
-      await this.write(item);
-    } finally {
-      if (!this.#closed) this.socket.sendTimeout = 0;
+    if (!this.#waiting) {
+      this.#waiting = true;
+      this.socket.sendTimeout = -1;
     }
+    await this.write(item);
   }
 }
 
 /** The parent's socket: sends `[empty, payload]`, receives `[empty, payload]`. */
 export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
   constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
-    super(new zmq.Dealer({ linger: 0, sendTimeout: 0 }), (_item, tag, error) => onSendFailure(tag, error));
+    super(new zmq.Dealer({ ...SOCKET_OPTIONS, linger: 0 }), (_item, tag, error) => onSendFailure(tag, error));
   }
 
   send(payload: Buffer, tag?: string): void {
@@ -131,7 +149,7 @@ export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
   /** `onSendFailure` gets the tag given to `send` (e.g. which peer), undefined for replies. */
   constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
     // mandatory: without it, replies beyond the HWM to a slow reader are silently dropped.
-    super(new zmq.Router({ linger: 500, mandatory: true, sendTimeout: 0 }), (_item, tag, error) => onSendFailure(tag, error));
+    super(new zmq.Router({ ...SOCKET_OPTIONS, linger: 500, mandatory: true }), (_item, tag, error) => onSendFailure(tag, error));
   }
 
   /** Sends a message that answers no request (e.g. forwarded output) along `envelope`. */
