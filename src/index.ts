@@ -26,6 +26,7 @@ export {
 } from "./errors.js";
 export { FileRegistry, REGISTRY_DIR_ENV } from "./registry/index.js";
 export type { ServiceEntry, FileRegistryOptions, RegistryBackend } from "./registry/index.js";
+export { ServiceRegistry } from "./registry/v4-service-registry.js";
 export type { MultifrostErrorCode } from "./errors.js";
 export type { ConnectionState, RestartType } from "./machines/connection.js";
 export { connectionMachine } from "./machines/connection.js";

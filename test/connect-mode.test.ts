@@ -1,7 +1,8 @@
 /**
  * Connect mode through the file registry, with real processes: a TS service reached by TS and
  * Python parents, a Python service reached by a TS parent, many parents on one service,
- * duplicate service ids, and a parent's stop() never stopping the service.
+ * duplicate service ids, a parent's stop() never stopping the service, and a service in a
+ * non-default namespace.
  * Every test uses a temporary registry directory, never ~/.multifrost.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -11,8 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FileRegistry, ParentWorker, ServiceNotFoundError, WorkerStartError, type ConnectOptions } from "../src/index.js";
-import { fixture } from "./helpers/fixtures.js";
+import { CallTimeoutError, FileRegistry, ParentWorker, ServiceNotFoundError, WorkerStartError, type ConnectOptions } from "../src/index.js";
+import { fixture, rejectionOf } from "./helpers/fixtures.js";
 import { descendants, reapAll, isAlive, waitFor } from "./helpers/processes.js";
 
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
@@ -152,6 +153,40 @@ describe("TS parent ↔ TS service", () => {
     expect(error).toBeInstanceOf(WorkerStartError);
     expect((error as Error).message).toMatch(/Cannot connect to service 'gone'/);
     expect(worker.state).toBe("failed");
+  });
+
+  it("a service in namespace 'math' answers only calls for 'math'; others time out, and it keeps serving", async () => {
+    const service = await startService("ns-service", process.execPath, [MATH], { MF_NAMESPACE: "math" });
+    const worker = await connect("ns-service");
+    await worker.start(); // heartbeats are not filtered by namespace
+    const math = worker.handle().call.withOptions({ namespace: "math" });
+    expect(await math.add(2, 3)).toBe(5);
+
+    // Default namespace: the service drops the call, so it fails by its own timeout. The parent
+    // cannot know the service's namespace; #timeoutError adds a namespace hint only to calls made
+    // in a non-default namespace, so this message names none.
+    const started = Date.now();
+    const lost = await rejectionOf(worker.call.withOptions({ timeout: 300 }).add(1, 1));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(lost).toBeInstanceOf(CallTimeoutError);
+    expect(lost).toMatchObject({ code: "ERR_CALL_TIMEOUT", functionName: "add", timeoutMs: 300 });
+    expect(lost.message).toMatch(/^Function 'add' timed out after 300ms/);
+    const sameByCallFunction = await rejectionOf(worker.callFunction("add", [1, 1], 300));
+    expect(sameByCallFunction).toBeInstanceOf(CallTimeoutError);
+
+    // Any other namespace: the timeout message names the namespace the call was made in.
+    const wrong = await rejectionOf(worker.call.withOptions({ namespace: "algebra", timeout: 300 }).add(1, 1));
+    expect(wrong).toBeInstanceOf(CallTimeoutError);
+    expect(wrong.message).toBe("Function 'add' timed out after 300ms (namespace 'algebra': a worker in another namespace ignores the call)");
+
+    // The service still serves: this parent, by callFunction too, and a new parent whose default is "math".
+    expect(await math.add(20, 22)).toBe(42);
+    expect(await worker.callFunction("pid", [], 5000, "math")).toBe(service.process.pid);
+    const mathParent = await connect("ns-service", 5000, { namespace: "math" });
+    await mathParent.start();
+    expect(await mathParent.call.add(7, 8)).toBe(15);
+    expect(isAlive(service.process.pid!)).toBe(true);
+    expect(worker.state).toBe("connected");
   });
 });
 
