@@ -32,3 +32,8 @@ export type { ConnectionState, RestartType } from "./machines/connection.js";
 export { connectionMachine } from "./machines/connection.js";
 export { APP_ID, MessageType, DEFAULT_NAMESPACE } from "./wire/constants.js";
 export type { WireMessage, CallMessage, ResponseMessage, ErrorMessage, OutputMessage, HeartbeatMessage, ShutdownMessage } from "./wire/messages.js";
+export { supervise, SupervisionTree, Supervisor, Pool } from "./supervisor.js";
+export type { TreeEvent, TreeListener, SuperviseOptions } from "./supervisor.js";
+export { worker, supervisor, pool } from "./supervision-spec.js";
+export type { WorkerSpec, PoolSpec, SupervisorSpec, ChildSpec, Strategy, WorkerSettings } from "./supervision-spec.js";
+export type { SupervisorState } from "./machines/supervisor.js";

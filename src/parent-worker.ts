@@ -411,12 +411,9 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (state === "stopping") {
       return Promise.reject(new WorkerStartError(`Worker '${this.name}' is stopping; await stop() before start()`));
     }
-    if (state === "idle" || state === "stopped" || state === "failed") {
-      this.#startError = undefined;
-      this.#exitError = undefined;
-      this.#send({ type: "START" });
-    }
-    this.#starting ??= this.#until((to) => {
+    if (this.#starting) return this.#starting;
+    const sending = state === "idle" || state === "stopped" || state === "failed";
+    this.#starting = this.#until((to) => {
       if (LIVE.has(to)) return true;
       if (to === "failed") throw this.#startError ?? this.#notRunningError();
       // Rejected once stopped, not while stopping: stop() callers see both settle together.
@@ -424,7 +421,12 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
         throw new WorkerStartError(`Worker '${this.name}' was stopped before it became ready`);
       }
       return false;
-    }).finally(() => (this.#starting = undefined));
+    }, !sending).finally(() => (this.#starting = undefined));
+    if (sending) {
+      this.#startError = undefined;
+      this.#exitError = undefined;
+      this.#send({ type: "START" });
+    }
     return this.#starting;
   }
 
@@ -436,20 +438,21 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   stop(): Promise<void> {
     if (this.#state === "idle" || this.#state === "stopped") return Promise.resolve();
     if (this.#stopping) return this.#stopping;
+    this.#stopping = this.#until((to) => to === "stopped", this.#state === "stopping").finally(() => (this.#stopping = undefined));
     this.#send({ type: "STOP" });
-    this.#stopping = this.#until((to) => to === "stopped").finally(() => (this.#stopping = undefined));
     return this.#stopping;
   }
 
   /** Restarts the worker now (a supervisor's order): graceful stop, then start; `immediate` skips the backoff. */
   restart(reason = "restart requested", immediate = true): Promise<void> {
     if (!LIVE.has(this.#state)) return this.start();
-    this.#send({ type: "RESTART", reason, immediate });
-    return this.#until((to) => {
+    const restarted = this.#until((to) => {
       if (to === "connected") return true;
       if (to === "failed" || to === "stopped") throw this.#startError ?? this.#notRunningError();
       return false;
-    });
+    }, false);
+    this.#send({ type: "RESTART", reason, immediate });
+    return restarted;
   }
 
   /** v4 API: `callFunction(name, args, timeoutMs, namespace, clientName)`. */
@@ -747,7 +750,12 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   }
 
   /** Resolves when `done(state)` returns true on a state change; rejects when it throws. */
-  #until(done: (state: ConnectionState) => boolean): Promise<void> {
+  /**
+   * Resolves when `done(state)` returns true for a later state (and for the current one when
+   * `checkNow`); rejects when it throws. An event sent from inside a transition is queued by
+   * XState, so after sending one only the states that follow count.
+   */
+  #until(done: (state: ConnectionState) => boolean, checkNow = true): Promise<void> {
     return new Promise((resolve, reject) => {
       const waiter = (state: ConnectionState) => {
         try {
@@ -760,7 +768,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
         }
       };
       this.#stateWaiters.add(waiter);
-      waiter(this.#state);
+      if (checkNow) waiter(this.#state);
     });
   }
 

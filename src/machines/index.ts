@@ -12,3 +12,5 @@ export type {
   OpenInput,
   RestartType,
 } from "./connection.js";
+export { supervisorMachine } from "./supervisor.js";
+export type { SupervisorContext, SupervisorEvent, SupervisorSnapshot, SupervisorState } from "./supervisor.js";
