@@ -37,3 +37,5 @@ export type { TreeEvent, TreeListener, SuperviseOptions } from "./supervisor.js"
 export { worker, supervisor, pool } from "./supervision-spec.js";
 export type { WorkerSpec, PoolSpec, SupervisorSpec, ChildSpec, Strategy, WorkerSettings } from "./supervision-spec.js";
 export type { SupervisorState } from "./machines/supervisor.js";
+export { jsonlInspector } from "./observability/jsonl-inspector.js";
+export type { JsonlInspector, InspectionRecord } from "./observability/jsonl-inspector.js";

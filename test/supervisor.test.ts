@@ -5,6 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { InspectionEvent } from "xstate";
 import {
   InvalidArgumentError,
+  jsonlInspector,
   pool,
   supervise,
   supervisor,
@@ -274,5 +275,24 @@ describe("supervise(): a tree of real workers", () => {
     expect(machineIds).toEqual(new Set(["supervisor", "connection"]));
     const snapshots = inspected.filter((e) => e.type === "@xstate.snapshot");
     expect(snapshots.some((e) => String(JSON.stringify((e.snapshot as unknown as { value?: unknown }).value)).includes("connected"))).toBe(true);
+  });
+
+  it("writes the whole tree's inspection stream to a JSONL file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mf-jsonl-"));
+    const file = join(dir, "trace.jsonl");
+    const inspect = jsonlInspector(file);
+    try {
+      const tree = track(supervise({ id: "root", children: [mathWorker("a")] }, { inspect }));
+      await tree.start();
+      await tree.stop();
+      inspect.close();
+      const lines = readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line) as { type: string; machine?: string; value?: unknown });
+      expect(lines.length).toBeGreaterThan(5);
+      expect(lines.some((l) => l.type === "@xstate.snapshot" && l.machine === "connection" && JSON.stringify(l.value).includes("connected"))).toBe(true);
+      expect(lines.some((l) => l.type === "@xstate.snapshot" && l.machine === "supervisor" && l.value === "stopped")).toBe(true);
+    } finally {
+      inspect.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
