@@ -963,7 +963,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   #timeoutError(call: PendingCall): Error {
     if (!this.#heartbeatIds.has(call.id)) this.#recordFailure(`'${call.functionName}' timed out`);
     // A worker in another namespace ignores the call silently, so the namespace is always named.
-    return new CallTimeoutError(call.functionName, call.timeoutMs, `namespace '${call.namespace}'; a worker in another namespace ignores the call`);
+    return new CallTimeoutError(call.functionName, call.timeoutMs, `namespace '${call.namespace}': a worker in another namespace ignores the call`);
   }
 
   #startFailure(spawnError: Error | undefined, exit: ProcessExit, child: ProcessActor): WorkerStartError {
