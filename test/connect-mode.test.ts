@@ -186,7 +186,9 @@ describe("TS parent ↔ TS service", () => {
     await mathParent.start();
     expect(await mathParent.call.add(7, 8)).toBe(15);
     expect(isAlive(service.process.pid!)).toBe(true);
-    expect(worker.state).toBe("connected");
+    // Three timeouts in a row mark the connection degraded (not dead): it still answers.
+    expect(worker.isHealthy).toBe(true);
+    expect(["connected", "degraded"]).toContain(worker.state);
   });
 });
 
