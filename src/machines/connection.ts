@@ -203,7 +203,7 @@ export const connectionMachine = setup({
       restarts: context.restarts + 1,
       totalRestarts: context.totalRestarts + 1,
     })),
-    clearBackoffFlag: assign({ waitBackoff: true }),
+    noteReopen: assign(({ context }) => ({ waitBackoff: true, reason: `restart #${context.restarts}` })),
     noteStable: assign({ restarts: 0, trips: 0 }),
     noteBeat: assign(({ event }) => ({ misses: 0, lastRttMs: "output" in event ? (event.output as number) : undefined })),
     countMiss: assign(({ context }) => ({ misses: context.misses + 1 })),
@@ -382,7 +382,7 @@ export const connectionMachine = setup({
           },
         },
         waiting: {
-          after: { backoff: { target: "#connection.opening", actions: "clearBackoffFlag" } },
+          after: { backoff: { target: "#connection.opening", actions: "noteReopen" } },
         },
       },
       on: { STOP: { target: "stopping", actions: "noteStop" } },
