@@ -27,9 +27,14 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
   #closed = false;
   #loop: Promise<void> | undefined;
 
+  /** `socket` must have `sendTimeout: 0`: sends never wait in zeromq.js (see `#writeWaiting`). */
   constructor(socket: S, onSendFailure: SendFailureFn<Item>) {
     this.socket = socket;
-    this.queue = new SendQueue<Item>((item) => this.write(item), onSendFailure);
+    this.queue = new SendQueue<Item>(
+      (item) => this.write(item),
+      onSendFailure,
+      (item) => this.#writeWaiting(item),
+    );
   }
 
   get closed(): boolean {
@@ -81,12 +86,27 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
   }
 
   protected abstract write(item: Item): Promise<void>;
+
+  /**
+   * The socket never waits to send (`sendTimeout: 0`): a send completes or is refused at once,
+   * which spares zeromq.js a ZMQ_EVENTS query (two syscalls) per message. A message refused
+   * with EAGAIN (no peer connected yet, or the high-water mark) is sent again here, waiting as
+   * long as it takes; the send queue holds everything after it meanwhile.
+   */
+  async #writeWaiting(item: Item): Promise<void> {
+    this.socket.sendTimeout = -1;
+    try {
+      await this.write(item);
+    } finally {
+      if (!this.#closed) this.socket.sendTimeout = 0;
+    }
+  }
 }
 
 /** The parent's socket: sends `[empty, payload]`, receives `[empty, payload]`. */
 export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
   constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
-    super(new zmq.Dealer({ linger: 0 }), (_item, tag, error) => onSendFailure(tag, error));
+    super(new zmq.Dealer({ linger: 0, sendTimeout: 0 }), (_item, tag, error) => onSendFailure(tag, error));
   }
 
   send(payload: Buffer, tag?: string): void {
@@ -118,7 +138,7 @@ export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
   /** `onSendFailure` gets the tag given to `send` (e.g. which peer), undefined for replies. */
   constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
     // mandatory: without it, replies beyond the HWM to a slow reader are silently dropped.
-    super(new zmq.Router({ linger: 500, mandatory: true }), (_item, tag, error) => onSendFailure(tag, error));
+    super(new zmq.Router({ linger: 500, mandatory: true, sendTimeout: 0 }), (_item, tag, error) => onSendFailure(tag, error));
   }
 
   /** Sends a message that answers no request (e.g. forwarded output) along `envelope`. */
