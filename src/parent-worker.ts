@@ -246,6 +246,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   readonly #maxBuffered: number;
   readonly #heartbeatIds = new Set<string>();
   readonly #retryable = new Map<string, RetryableCall>();
+  /** Re-registered calls (retried or re-buffered) by id → the timeout their caller gave. */
+  readonly #requestedTimeouts = new Map<string, number>();
   readonly #stateWaiters = new Set<(state: ConnectionState) => void>();
   #buffer: BufferedCall[] = [];
   #state: ConnectionState = "idle";
@@ -397,7 +399,13 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   /** Calls waiting for the worker to come (back) up. */
   get bufferedCalls(): number {
+    this.#pruneBuffer();
     return this.#buffer.length;
+  }
+
+  /** Drops buffered calls that timed out while waiting. */
+  #pruneBuffer(): void {
+    this.#buffer = this.#buffer.filter((call) => this.#calls.has(call.id));
   }
 
   get stats(): Readonly<ParentWorkerStats> {
@@ -503,6 +511,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (timeoutMs !== this.defaultTimeout && !isValidTimeout(timeoutMs)) {
       return Promise.reject(new InvalidArgumentError(`timeout must be a positive number of ms or Infinity, got ${String(timeout)}`));
     }
+    if (gate === Gate.Buffer && this.#buffer.length >= this.#maxBuffered) this.#pruneBuffer();
     if (gate === Gate.Buffer && this.#buffer.length >= this.#maxBuffered) {
       return Promise.reject(
         new WorkerUnavailableError(this.name, `is ${this.#state} and ${this.#buffer.length} calls already wait for it (maxBufferedCalls)`),
@@ -733,6 +742,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.#state = to;
     this.#gate = GATES[to];
     if (LIVE.has(to) && !LIVE.has(from)) {
+      this.#exitError = undefined; // it described the previous process
       this.#window?.reset();
       this.#flushBuffer();
     } else if (LIVE.has(from) && to === "restarting") {
@@ -789,8 +799,11 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
    * next connection (under a new id, with what is left of their timeout); the rest fail now.
    */
   #failInFlight(error: Error): void {
-    for (const [id, recipe] of this.#retryable) {
-      if (recipe.retriesLeft <= 0) continue;
+    // A snapshot: #requeue adds entries, which a live Map iteration would visit (and retry) again.
+    // Calls still waiting in the buffer were never sent since their last retry: not retried again.
+    const unsent = new Set(this.#buffer.map((call) => call.id));
+    for (const [id, recipe] of [...this.#retryable]) {
+      if (recipe.retriesLeft <= 0 || unsent.has(id)) continue;
       const call = this.#calls.take(id);
       this.#retryable.delete(id);
       if (call === undefined) continue;
@@ -810,21 +823,26 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   #requeue(call: PendingCall, recipe: RetryableCall): void {
     const remaining = call.timeoutMs === Infinity ? Infinity : call.deadline - Date.now();
     if (remaining <= 0) {
-      call.reject(new CallTimeoutError(call.functionName, call.timeoutMs));
+      call.reject(new CallTimeoutError(call.functionName, this.#requestedTimeout(call)));
       return;
     }
     const id = nextMessageId();
     const bytes = encodeMessage(createCall(id, recipe.functionName, recipe.args, recipe.namespace, recipe.clientName));
     const retry = { ...recipe, retriesLeft: recipe.retriesLeft - 1 };
+    const requested = this.#requestedTimeout(call);
+    this.#requestedTimeouts.delete(call.id);
     const promise = this.#calls.register(id, call.functionName, remaining, call.namespace);
+    this.#requestedTimeouts.set(id, requested);
     this.#retryable.set(id, retry);
     promise.then(
       (value) => {
         this.#retryable.delete(id);
+        this.#requestedTimeouts.delete(id);
         call.resolve(value);
       },
       (error: unknown) => {
         this.#retryable.delete(id);
+        this.#requestedTimeouts.delete(id);
         call.reject(error);
       },
     );
@@ -835,7 +853,22 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** Puts a never-sent call back in the table (same id) after a rejectAll. */
   #rebuffer(call: PendingCall): void {
     const remaining = call.timeoutMs === Infinity ? Infinity : Math.max(1, call.deadline - Date.now());
-    this.#calls.register(call.id, call.functionName, remaining, call.namespace).then(call.resolve, call.reject);
+    this.#requestedTimeouts.set(call.id, this.#requestedTimeout(call));
+    this.#calls.register(call.id, call.functionName, remaining, call.namespace).then(
+      (value) => {
+        this.#requestedTimeouts.delete(call.id);
+        call.resolve(value);
+      },
+      (error: unknown) => {
+        this.#requestedTimeouts.delete(call.id);
+        call.reject(error);
+      },
+    );
+  }
+
+  /** The timeout the caller asked for (a re-registered call's table entry holds only what was left of it). */
+  #requestedTimeout(call: PendingCall): number {
+    return this.#requestedTimeouts.get(call.id) ?? call.timeoutMs;
   }
 
   // ── Wire and process events ───────────────────────────────────────────────────────────────
@@ -963,7 +996,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   #timeoutError(call: PendingCall): Error {
     if (!this.#heartbeatIds.has(call.id)) this.#recordFailure(`'${call.functionName}' timed out`);
     // A worker in another namespace ignores the call silently, so the namespace is always named.
-    return new CallTimeoutError(call.functionName, call.timeoutMs, `namespace '${call.namespace}': a worker in another namespace ignores the call`);
+    return new CallTimeoutError(call.functionName, this.#requestedTimeout(call), `namespace '${call.namespace}': a worker in another namespace ignores the call`);
   }
 
   #startFailure(spawnError: Error | undefined, exit: ProcessExit, child: ProcessActor): WorkerStartError {

@@ -733,3 +733,88 @@ describe("v4 heartbeat options are in seconds", () => {
     expect(worker.pid).toBe(pid);
   });
 });
+
+// Bugs these tests found in ParentWorker (stale exit error, expired buffered calls, retry budget, reported timeout).
+describe("regressions found by these tests", () => {
+  it("a call in flight when a hung worker is restarted fails with the hang's error, not an earlier process's exit", async () => {
+    const worker = spawnWorker({
+      autoRestart: true,
+      backoff: FAST_BACKOFF,
+      heartbeatInterval: 0.2,
+      heartbeatTimeout: 0.3,
+      heartbeatMaxMisses: 2,
+      heartbeatSlowThreshold: 0.3,
+    });
+    await worker.start();
+    const changes = record(worker);
+    expect(await worker.call.exitNow(3)).toBe(3);
+    await changes.next("connected"); // restarted after "exit 3"
+    const pending = await pendingSleeps(worker, 1);
+    const hungPid = worker.pid!;
+    stoppedPids.push(hungPid);
+    process.kill(hungPid, "SIGSTOP");
+    expect((await changes.next("restarting")).reason).toMatch(/unresponsive/);
+    const [{ error }] = await Promise.all(pending);
+    // Actual: WorkerExitedError "Worker 'supervised-worker.mjs' exited with code 3" (the first process).
+    expect(error).toBeInstanceOf(WorkerNotRunningError);
+    expect(error.message).toMatch(/unresponsive/);
+    await changes.next("connected");
+  });
+
+  it("restart() after an earlier crash rejects in-flight calls with its own reason, not that crash's error", async () => {
+    const worker = spawnWorker({ autoRestart: true, backoff: FAST_BACKOFF, shutdownTimeout: 200, killTimeout: 500 });
+    await worker.start();
+    const changes = record(worker);
+    expect(await worker.call.exitNow(3)).toBe(3);
+    await changes.next("connected");
+    const pending = await pendingSleeps(worker, 1);
+    await worker.restart("rolling update");
+    const [{ error }] = await Promise.all(pending);
+    // Actual: WorkerExitedError "exited with code 3".
+    expect(error).not.toBeInstanceOf(WorkerExitedError);
+    expect(error.message).toMatch(/rolling update/);
+  });
+
+  it("calls that timed out in the buffer no longer count against maxBufferedCalls", async () => {
+    const worker = spawnWorker({ autoRestart: true, maxBufferedCalls: 2, backoff: { minMs: 1000, maxMs: 1000, jitter: 0 } });
+    await worker.start();
+    const changes = record(worker);
+    process.kill(worker.pid!, "SIGKILL");
+    await changes.next("restarting");
+    const expired = await Promise.all([1, 2].map(() => rejectionOf(worker.call.withOptions({ timeout: 50 }).add(1, 1))));
+    for (const error of expired) expect(error).toBeInstanceOf(CallTimeoutError);
+    expect(worker.state).toBe("restarting");
+    expect(worker.bufferedCalls).toBe(0);
+    // Actual: WorkerUnavailableError "is restarting and 2 calls already wait for it (maxBufferedCalls)".
+    expect(await settle(worker.call.add(2, 2))).toMatchObject({ value: 4 });
+  });
+
+  it("an idempotent call with retries: 3 uses one retry per crash (and survives two crashes)", async () => {
+    const worker = spawnWorker({ autoRestart: true, backoff: FAST_BACKOFF });
+    await worker.start();
+    const changes = record(worker);
+    const call = settle(worker.call.withOptions({ idempotent: true, retries: 3 }).slowPid(1500));
+    expect(await worker.call.add(1, 1)).toBe(2);
+    for (let crash = 1; crash <= 2; crash++) {
+      process.kill(worker.pid!, "SIGKILL");
+      await changes.next("connected");
+      expect(worker.stats.retries).toBe(crash);
+      expect(await worker.call.received()).toBe(2); // the retry, then this call
+    }
+    const { value, error } = await call;
+    expect(error).toBeUndefined();
+    expect(value).toBe(worker.pid);
+  });
+
+  it("a retried idempotent call that times out reports the timeout it was given", async () => {
+    const worker = spawnWorker({ autoRestart: true, backoff: { minMs: 2000, maxMs: 2000, jitter: 0 } });
+    await worker.start();
+    const call = rejectionOf(worker.call.withOptions({ idempotent: true, timeout: 1000 }).slowPid(5000));
+    expect(await worker.call.add(1, 1)).toBe(2);
+    process.kill(worker.pid!, "SIGKILL");
+    const error = await call;
+    expect(error).toBeInstanceOf(CallTimeoutError);
+    expect(error.timeoutMs).toBe(1000);
+    expect(error.message).toMatch(/timed out after 1000ms/);
+  });
+});
