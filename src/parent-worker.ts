@@ -173,6 +173,9 @@ const DEFAULTS = {
   circuitMaxResetTimeout: 60_000,
 };
 
+/** After a dropped connection, when to look the service up again (ms after the previous look). */
+const SERVICE_RECHECK_DELAYS_MS = [0, 100, 400, 1000];
+
 /** How a call is handled in the current state; kept as a number so the hot path is one switch. */
 const enum Gate {
   Send,
@@ -677,13 +680,21 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   async #checkService(channel: DealerChannel): Promise<void> {
     if (this.#checkingService || this.#target.kind !== "connect") return;
     this.#checkingService = true;
+    const registry = this.#target.registry;
+    const serviceId = this.#target.serviceId;
     try {
-      const entry = await this.#target.registry.discover(this.#target.serviceId, 0).catch(() => undefined);
-      if (channel !== this.#channel || !LIVE.has(this.#state)) return;
-      if (entry === undefined || entry.port !== this.#port) {
-        const where = entry === undefined ? "is no longer registered" : `moved to port ${entry.port}`;
-        this.#failInFlight(new WorkerNotRunningError(this.name, `disconnected: the service ${where}`));
-        this.#send({ type: "DOWN", reason: `service ${where}`, normal: false });
+      // A service that just died may still look alive for a moment (not yet reaped, not yet
+      // unregistered): look again a few times before leaving it to the heartbeats.
+      for (const delayMs of SERVICE_RECHECK_DELAYS_MS) {
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        const entry = await registry.discover(serviceId, 0).catch(() => undefined);
+        if (channel !== this.#channel || !LIVE.has(this.#state)) return;
+        if (entry === undefined || entry.port !== this.#port) {
+          const where = entry === undefined ? "is no longer registered" : `moved to port ${entry.port}`;
+          this.#failInFlight(new WorkerNotRunningError(this.name, `disconnected: the service ${where}`));
+          this.#send({ type: "DOWN", reason: `service ${where}`, normal: false });
+          return;
+        }
       }
     } finally {
       this.#checkingService = false;

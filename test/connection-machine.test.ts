@@ -233,7 +233,7 @@ describe("connection machine (simulated clock)", () => {
     const h = harness({ heartbeat: { ...INPUT.heartbeat, intervalMs: 0 } });
     await h.connect();
     h.actor.send({ type: "CALL_FAILED", reason: "call timed out" });
-    expect(h.state()).toBe("degraded");
+    expect(h.state()).toBe("connected"); // without heartbeats nothing would bring it back from degraded
     h.actor.send({ type: "TRIPPED", reason: "failure rate 60% over 10 calls" });
     expect(h.state()).toBe("circuit-open");
     h.clock.increment(999);
@@ -248,7 +248,19 @@ describe("connection machine (simulated clock)", () => {
     expect(h.state()).toBe("half-open");
     h.actor.send({ type: "PROBE_OK" });
     expect(h.state()).toBe("connected");
-    expect(h.states).toEqual(["idle", "spawning", "connected", "degraded", "circuit-open", "half-open", "circuit-open", "half-open", "connected"]);
+    expect(h.states).toEqual(["idle", "spawning", "connected", "circuit-open", "half-open", "circuit-open", "half-open", "connected"]);
+  });
+
+  it("a counted call failure degrades the connection while heartbeats run; the next good beat recovers it", async () => {
+    const h = harness();
+    await h.connect();
+    h.actor.send({ type: "CALL_FAILED", reason: "'slow' timed out" });
+    expect(h.state()).toBe("degraded");
+    expect(h.context().reason).toBe("'slow' timed out");
+    h.clock.increment(1000);
+    h.pings[0]!.resolve(3);
+    await settle();
+    expect(h.state()).toBe("connected");
   });
 
   it("the circuit's reset timeout grows per trip up to its cap", () => {

@@ -297,7 +297,8 @@ export const connectionMachine = setup({
               on: {
                 BEAT_MISSED: { target: "degraded", actions: "noteReason" },
                 BEAT_SLOW: { target: "degraded", actions: "noteReason" },
-                CALL_FAILED: { target: "degraded", actions: "noteReason" },
+                // Only heartbeats bring a degraded connection back, so without them a failed call does not degrade it.
+                CALL_FAILED: { guard: "heartbeatEnabled", target: "degraded", actions: "noteReason" },
                 TRIPPED: { target: "circuit-open", actions: "noteReason" },
               },
             },
