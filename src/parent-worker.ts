@@ -5,6 +5,7 @@ import { resolveBackoff, type BackoffOptions } from "./actors/backoff.js";
 import { CallTable, type PendingCall } from "./actors/call-table.js";
 import { splitCommandLine } from "./actors/command-line.js";
 import { FailureWindow, type FailureWindowOptions } from "./actors/failure-window.js";
+import { StateWaiters } from "./actors/state-waiters.js";
 import { ProcessActor, type ProcessExit } from "./actors/process-actor.js";
 import { DealerChannel } from "./actors/zmq-channel.js";
 import { FileRegistry, type RegistryBackend } from "./registry/index.js";
@@ -251,7 +252,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   readonly #retryable = new Map<string, RetryableCall>();
   /** Re-registered calls (retried or re-buffered) by id → the timeout their caller gave. */
   readonly #requestedTimeouts = new Map<string, number>();
-  readonly #stateWaiters = new Set<(state: ConnectionState) => void>();
+  readonly #waiters = new StateWaiters<ConnectionState>();
   #buffer: BufferedCall[] = [];
   #state: ConnectionState = "idle";
   #gate: Gate = Gate.Closed;
@@ -424,7 +425,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     }
     if (this.#starting) return this.#starting;
     const sending = state === "idle" || state === "stopped" || state === "failed";
-    this.#starting = this.#until((to) => {
+    this.#starting = this.#waiters.until((to) => {
       if (LIVE.has(to)) return true;
       if (to === "failed") throw this.#startError ?? this.#notRunningError();
       // Rejected once stopped, not while stopping: stop() callers see both settle together.
@@ -432,7 +433,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
         throw new WorkerStartError(`Worker '${this.name}' was stopped before it became ready`);
       }
       return false;
-    }, !sending).finally(() => (this.#starting = undefined));
+    }, sending ? undefined : { state: this.#state }).finally(() => (this.#starting = undefined));
     if (sending) {
       this.#startError = undefined;
       this.#exitError = undefined;
@@ -449,7 +450,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   stop(): Promise<void> {
     if (this.#state === "idle" || this.#state === "stopped") return Promise.resolve();
     if (this.#stopping) return this.#stopping;
-    this.#stopping = this.#until((to) => to === "stopped", this.#state === "stopping").finally(() => (this.#stopping = undefined));
+    this.#stopping = this.#waiters.until((to) => to === "stopped", this.#state === "stopping" ? { state: this.#state } : undefined).finally(() => (this.#stopping = undefined));
     this.#send({ type: "STOP" });
     return this.#stopping;
   }
@@ -457,11 +458,11 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** Restarts the worker now (a supervisor's order): graceful stop, then start; `immediate` skips the backoff. */
   restart(reason = "restart requested", immediate = true): Promise<void> {
     if (!LIVE.has(this.#state)) return this.start();
-    const restarted = this.#until((to) => {
+    const restarted = this.#waiters.until((to) => {
       if (to === "connected") return true;
       if (to === "failed" || to === "stopped") throw this.#startError ?? this.#notRunningError();
       return false;
-    }, false);
+    });
     this.#send({ type: "RESTART", reason, immediate });
     return restarted;
   }
@@ -767,31 +768,11 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (to === "circuit-open" || to === "half-open") this.#probeId = undefined;
     if (to === "connected" && from === "half-open") this.#window?.reset();
     this.emit("state", { from, to, reason, at: Date.now() });
-    for (const waiter of this.#stateWaiters) waiter(to);
+    this.#waiters.notify(to);
   }
 
   /** Resolves when `done(state)` returns true on a state change; rejects when it throws. */
-  /**
-   * Resolves when `done(state)` returns true for a later state (and for the current one when
-   * `checkNow`); rejects when it throws. An event sent from inside a transition is queued by
-   * XState, so after sending one only the states that follow count.
-   */
-  #until(done: (state: ConnectionState) => boolean, checkNow = true): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const waiter = (state: ConnectionState) => {
-        try {
-          if (!done(state)) return;
-          this.#stateWaiters.delete(waiter);
-          resolve();
-        } catch (error) {
-          this.#stateWaiters.delete(waiter);
-          reject(error);
-        }
-      };
-      this.#stateWaiters.add(waiter);
-      if (checkNow) waiter(this.#state);
-    });
-  }
+
 
   #flushBuffer(): void {
     const buffered = this.#buffer;

@@ -1,5 +1,6 @@
 import { createActor, fromPromise, type Actor, type AnyActorRef } from "xstate";
 import { RestartIntensity } from "./actors/restart-intensity.js";
+import { StateWaiters } from "./actors/state-waiters.js";
 import type { CallOptions, CallProxy, DynamicFunctions } from "./call-proxy.js";
 import { createCallProxy } from "./call-proxy.js";
 import { InvalidArgumentError, SupervisorError, WorkerNotRunningError } from "./errors.js";
@@ -147,7 +148,7 @@ export class Supervisor implements SupervisedNode {
   readonly #intensityText: string;
   readonly #kind: TreeEvent["kind"];
   #state: SupervisorState = "idle";
-  readonly #waiters = new Set<(state: SupervisorState) => void>();
+  readonly #waiters = new StateWaiters<SupervisorState>();
   #ordered = 0;
 
   constructor(
@@ -181,7 +182,7 @@ export class Supervisor implements SupervisedNode {
       const from = this.#state;
       this.#state = to;
       context.emit({ path: this.path, kind: this.#kind, from, to, reason: snapshot.context.reason, at: Date.now() });
-      for (const waiter of this.#waiters) waiter(to);
+      this.#waiters.notify(to);
       if (to === "failed" && this.#ordered === 0 && from === "failing") {
         const reason = snapshot.context.reason;
         // Escalate outside this transition: the parent's reaction may restart this supervisor.
@@ -214,13 +215,13 @@ export class Supervisor implements SupervisedNode {
   start(): Promise<void> {
     if (this.#state === "running") return Promise.resolve();
     const sending = this.#state !== "starting";
-    const started = this.#until((state) => {
+    const started = this.#waiters.until((state) => {
       if (state === "running") return true;
       if (state === "failed" || state === "stopped") {
         throw new SupervisorError(this.path, this.actor.getSnapshot().context.reason);
       }
       return false;
-    }, !sending);
+    }, sending ? undefined : { state: this.#state });
     if (sending) this.actor.send({ type: "START" });
     return started;
   }
@@ -229,11 +230,11 @@ export class Supervisor implements SupervisedNode {
   stop(): Promise<void> {
     if (this.#state === "idle" || this.#state === "stopped") return Promise.resolve();
     this.#ordered++;
-    const stopped = this.#until((state) => {
+    const stopped = this.#waiters.until((state) => {
       // Giving up already stops the children; a failed supervisor then just becomes stopped.
       if (state === "failed") this.actor.send({ type: "STOP" });
       return state === "stopped";
-    }, false).finally(() => this.#ordered--);
+    }).finally(() => this.#ordered--);
     this.actor.send({ type: "STOP" });
     return stopped;
   }
@@ -243,7 +244,7 @@ export class Supervisor implements SupervisedNode {
     this.#ordered++;
     try {
       if (this.#state !== "failed") {
-        const stopped = this.#until((state) => state === "stopped", false);
+        const stopped = this.#waiters.until((state) => state === "stopped");
         this.actor.send({ type: "STOP", reason });
         await stopped;
       }
@@ -299,27 +300,7 @@ export class Supervisor implements SupervisedNode {
     }
   }
 
-  /**
-   * Resolves when `done(state)` returns true for a later state (and for the current one when
-   * `checkNow`); rejects when it throws. Events sent from inside a transition are queued by
-   * XState, so after sending, only the states that follow count.
-   */
-  #until(done: (state: SupervisorState) => boolean, checkNow = true): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const waiter = (state: SupervisorState) => {
-        try {
-          if (!done(state)) return;
-          this.#waiters.delete(waiter);
-          resolve();
-        } catch (error) {
-          this.#waiters.delete(waiter);
-          reject(error);
-        }
-      };
-      this.#waiters.add(waiter);
-      if (checkNow) waiter(this.#state);
-    });
-  }
+
 }
 
 /**

@@ -148,7 +148,7 @@ export function circuitResetDelay(trips: number, circuit: CircuitSettings): numb
   return Math.min(circuit.maxResetTimeoutMs, Number.isFinite(grown) ? grown : circuit.maxResetTimeoutMs);
 }
 
-export const connectionMachine = setup({
+const connectionSetup = setup({
   types: {
     context: {} as ConnectionContext,
     events: {} as ConnectionEvent,
@@ -226,9 +226,33 @@ export const connectionMachine = setup({
       }
     }),
     noteHalfOpen: assign({ reason: "reset timeout elapsed" }),
+    raiseUnresponsive: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1 })),
+    raiseMissed: raise(({ context }) => ({ type: "BEAT_MISSED" as const, misses: context.misses })),
     countTrip: assign(({ context }) => ({ trips: context.trips + 1 })),
   },
-}).createMachine({
+});
+
+/** spawning and connecting do the same (the owner's `open` knows which); the names tell the user. */
+const openingState = connectionSetup.createStateConfig({
+  invoke: {
+    src: "open",
+    input: ({ context }) => ({ attempt: context.restarts }),
+    onDone: { target: "live", actions: "noteReady" },
+    onError: [
+      { guard: "retryOpen", target: "restarting", actions: "noteOpenError" },
+      { target: "failed", actions: "noteOpenError" },
+    ],
+  },
+  on: { STOP: { target: "stopping", actions: "noteStop" } },
+});
+
+/** A heartbeat not answered (timed out, or the ping failed): the last allowed miss makes the worker unresponsive. */
+const missedBeat = [
+  { guard: "lastMiss", actions: "raiseUnresponsive" },
+  { target: "waiting", actions: ["countMiss", "raiseMissed"] },
+] as const;
+
+export const connectionMachine = connectionSetup.createMachine({
   id: "connection",
   initial: "idle",
   context: ({ input }) => ({
@@ -249,30 +273,8 @@ export const connectionMachine = setup({
     },
     // Routes to spawning or connecting, so the state names say which one happens.
     opening: { always: [...OPEN] },
-    spawning: {
-      invoke: {
-        src: "open",
-        input: ({ context }) => ({ attempt: context.restarts }),
-        onDone: { target: "live", actions: "noteReady" },
-        onError: [
-          { guard: "retryOpen", target: "restarting", actions: "noteOpenError" },
-          { target: "failed", actions: "noteOpenError" },
-        ],
-      },
-      on: { STOP: { target: "stopping", actions: "noteStop" } },
-    },
-    connecting: {
-      invoke: {
-        src: "open",
-        input: ({ context }) => ({ attempt: context.restarts }),
-        onDone: { target: "live", actions: "noteReady" },
-        onError: [
-          { guard: "retryOpen", target: "restarting", actions: "noteOpenError" },
-          { target: "failed", actions: "noteOpenError" },
-        ],
-      },
-      on: { STOP: { target: "stopping", actions: "noteStop" } },
-    },
+    spawning: openingState,
+    connecting: openingState,
     live: {
       type: "parallel",
       on: {
@@ -342,29 +344,9 @@ export const connectionMachine = setup({
                     actions: ["noteBeat", raise(({ event }) => ({ type: "BEAT_OK" as const, rttMs: event.output }))],
                   },
                 ],
-                onError: [
-                  {
-                    guard: "lastMiss",
-                    actions: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1 })),
-                  },
-                  {
-                    target: "waiting",
-                    actions: ["countMiss", raise(({ context }) => ({ type: "BEAT_MISSED" as const, misses: context.misses }))],
-                  },
-                ],
+                onError: [...missedBeat],
               },
-              after: {
-                heartbeatTimeout: [
-                  {
-                    guard: "lastMiss",
-                    actions: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1 })),
-                  },
-                  {
-                    target: "waiting",
-                    actions: ["countMiss", raise(({ context }) => ({ type: "BEAT_MISSED" as const, misses: context.misses }))],
-                  },
-                ],
-              },
+              after: { heartbeatTimeout: [...missedBeat] },
             },
           },
         },
