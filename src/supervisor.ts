@@ -61,6 +61,8 @@ interface NodeContext {
   registryDir: string | undefined;
   /** The child went down by itself (crash, hang, vanished) and is restarting or failed. */
   onDown(node: SupervisedNode, reason: string, restarting: boolean): void;
+  /** Children were added or removed (a pool resized): lookups must be rebuilt. */
+  onReshaped(): void;
 }
 
 const LIVE: ReadonlySet<ConnectionState> = new Set(["connected", "degraded", "circuit-open", "half-open"]);
@@ -147,6 +149,7 @@ export class Supervisor implements SupervisedNode {
   readonly #intensity: RestartIntensity;
   readonly #intensityText: string;
   readonly #kind: TreeEvent["kind"];
+  readonly #parallelStart: boolean;
   #state: SupervisorState = "idle";
   readonly #waiters = new StateWaiters<SupervisorState>();
   #ordered = 0;
@@ -154,13 +157,20 @@ export class Supervisor implements SupervisedNode {
   constructor(
     spec: SupervisorSpec | { id: string; strategy?: Strategy; intensity?: number; period?: number },
     context: NodeContext,
-    options: { inspect?: InspectOption; kind?: TreeEvent["kind"]; children?: (self: NodeContext) => SupervisedNode[] } = {},
+    options: {
+      inspect?: InspectOption;
+      kind?: TreeEvent["kind"];
+      children?: (self: NodeContext) => SupervisedNode[];
+      /** Start the children all at once (a pool's identical workers), not one after another. */
+      parallelStart?: boolean;
+    } = {},
   ) {
     this.id = spec.id;
     this.path = context.path === "" ? spec.id : `${context.path}/${spec.id}`;
     this.strategy = spec.strategy ?? "one_for_one";
     this.#context = context;
     this.#kind = options.kind ?? "supervisor";
+    this.#parallelStart = options.parallelStart ?? false;
     const intensity = spec.intensity ?? DEFAULT_INTENSITY;
     const period = spec.period ?? DEFAULT_PERIOD_MS;
     this.#intensity = new RestartIntensity(intensity, period);
@@ -197,6 +207,7 @@ export class Supervisor implements SupervisedNode {
       emit: context.emit,
       registryDir: context.registryDir,
       onDown: (node, reason, restarting) => this.#onChildDown(node, reason, restarting),
+      onReshaped: context.onReshaped,
     };
     this.children = options.children
       ? options.children(childContext)
@@ -256,6 +267,10 @@ export class Supervisor implements SupervisedNode {
 
   async #startChildren(signal: AbortSignal): Promise<void> {
     this.#intensity.reset();
+    if (this.#parallelStart) {
+      await Promise.all(this.children.map((child) => child.start()));
+      return;
+    }
     for (const child of this.children) {
       if (signal.aborted) return; // stopped meanwhile
       await child.start();
@@ -322,6 +337,7 @@ export class Pool extends Supervisor {
     let childContext: NodeContext | undefined;
     super({ id: spec.id, strategy: "one_for_one", intensity: spec.intensity, period: spec.period }, context, {
       kind: "pool",
+      parallelStart: true,
       children: (self) => {
         childContext = self;
         for (let i = 0; i < (spec.size ?? 1); i++) workers.push(new WorkerNode(poolMember(spec, i + 1), self));
@@ -361,11 +377,13 @@ export class Pool extends Supervisor {
       const node = new WorkerNode(poolMember(this.#spec, ++this.#serial), this.#childContext!);
       this.#workers.push(node);
       children.push(node);
+      this.#childContext!.onReshaped();
       if (this.state === "running") await node.start();
     }
     while (this.#workers.length > size) {
       const node = this.#workers.pop()!;
       children.splice(children.indexOf(node), 1);
+      this.#childContext!.onReshaped();
       await node.stop();
     }
   }
@@ -415,6 +433,8 @@ function createNode(spec: unknown, context: NodeContext): SupervisedNode {
 export class SupervisionTree {
   readonly root: Supervisor;
   readonly #listeners = new Set<TreeListener>();
+  /** get() results by the id or path asked for; a call through `tree.get(id)` costs one Map lookup. */
+  readonly #handles = new Map<string, { call: CallProxy<DynamicFunctions> }>();
 
   constructor(spec: SupervisorSpec | Omit<SupervisorSpec, "type">, options: SuperviseOptions = {}) {
     checkSupervisor(spec as unknown as Record<string, unknown>, String((spec as { id?: unknown }).id ?? "root"));
@@ -426,6 +446,7 @@ export class SupervisionTree {
         for (const listener of this.#listeners) listener(event);
       },
       onDown: () => undefined, // the root has nobody to escalate to; its "failed" state says it all
+      onReshaped: () => this.#handles.clear(),
     };
     this.root = new Supervisor({ type: "supervisor", ...spec }, context, { inspect: options.inspect });
   }
@@ -455,10 +476,15 @@ export class SupervisionTree {
    * It stays valid across restarts: calls made while the worker restarts wait for it.
    */
   get<T extends object = DynamicFunctions>(idOrPath: string): { call: CallProxy<T> } {
-    const node = this.#find(idOrPath);
-    if (node instanceof WorkerNode) return node.worker.handle<T>();
-    if (node instanceof Pool) return { call: node.call as unknown as CallProxy<T> };
-    throw new SupervisorError(node.path, "is a supervisor; get() takes a worker or a pool");
+    let handle = this.#handles.get(idOrPath);
+    if (handle === undefined) {
+      const node = this.#find(idOrPath);
+      if (node instanceof WorkerNode) handle = node.worker.handle();
+      else if (node instanceof Pool) handle = { call: node.call };
+      else throw new SupervisorError(node.path, "is a supervisor; get() takes a worker or a pool");
+      this.#handles.set(idOrPath, handle);
+    }
+    return handle as unknown as { call: CallProxy<T> };
   }
 
   /** The ParentWorker of a worker (its pid, state, events…). */
