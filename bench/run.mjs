@@ -2,7 +2,11 @@
 //
 //   npm run bench                 (= npm run build && node bench/run.mjs; 5 rounds, ~3-5 min)
 //   npm run bench -- --quick      (2 rounds, short iterations/windows, well under a minute)
-//   node bench/run.mjs [--quick] [--rounds=N]
+//   node bench/run.mjs [--quick] [--rounds=N] [--no-supervision]
+//
+// Then, unless --no-supervision, it runs bench/supervision.mjs (supervised vs bare worker, parent
+// memory per worker, a 50-worker fleet) in a fresh process with the same arguments, whose report
+// follows on stdout.
 //
 // "ours": ParentWorker.spawn(bench/workers/echo-worker.mjs) + worker.handle().call.add(1, 2)
 //         against a ChildWorker subclass.
@@ -18,6 +22,7 @@
 // the raw data to bench/results/latest.json.
 
 import os from "node:os";
+import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -358,6 +363,16 @@ async function main() {
 
   console.log(report(meta, summary));
   log(`raw data: ${file}`);
+
+  if (!argv.includes("--no-supervision")) {
+    console.log("");
+    const code = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [fileURLToPath(new URL("./supervision.mjs", import.meta.url)), ...argv], { stdio: "inherit" });
+      child.once("error", reject);
+      child.once("exit", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
+    });
+    if (code !== 0) throw new Error(`bench/supervision.mjs exited with ${code}`);
+  }
 }
 
 main().then(

@@ -2,7 +2,7 @@
 //   npm run demo
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { CallTimeoutError, ParentWorker, RemoteCallError, WorkerExitedError } from "multifrost";
+import { CallTimeoutError, ParentWorker, RemoteCallError, supervise, worker, WorkerExitedError } from "multifrost";
 import type { TextWorker } from "./text-worker.js";
 
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
@@ -79,6 +79,37 @@ try {
   await Promise.all([math.stop(), text.stop()]);
   const alive = pids.filter((pid) => pid !== undefined && isAlive(pid));
   console.log(`   stopped; processes left: ${alive.length === 0 ? "none" : alive.join(", ")}`);
+}
+
+step("supervised: a tree whose workers come back by themselves");
+const tree = supervise({
+  id: "root",
+  strategy: "one_for_one",
+  intensity: 5,
+  period: 10_000,
+  children: [
+    worker({ id: "math", spawn: here("../python/math_worker.py"), executable: python, backoff: { minMs: 100, maxMs: 2000, jitter: 0.2 } }),
+    worker({ id: "text", spawn: here("./text-worker.js") }),
+  ],
+});
+tree.subscribe((e) => {
+  if (e.kind === "worker") console.log(`   [${e.path}] ${e.from} → ${e.to} (${e.reason})`);
+});
+try {
+  await tree.start();
+  const supervisedMath = tree.get<MathWorker>("math");
+  const firstPid = tree.worker("math").pid!;
+  console.log(`   add(1, 2) = ${await supervisedMath.call.add(1, 2)} from python pid ${firstPid}; now kill -9 it`);
+  process.kill(firstPid, "SIGKILL");
+  // Sent before the death is noticed, so it is in flight when the process goes: marked idempotent,
+  // it is sent again once the worker is back instead of failing with WorkerExitedError.
+  const sum = await supervisedMath.call.withOptions({ idempotent: true }).add(40, 2);
+  console.log(`   add(40, 2) = ${sum} from python pid ${tree.worker("math").pid} (restarts: ${tree.worker("math").restartCount})`);
+} finally {
+  const pids = [tree.worker("math").pid, tree.worker("text").pid];
+  await tree.stop();
+  const alive = pids.filter((pid) => pid !== undefined && isAlive(pid));
+  console.log(`   tree stopped; processes left: ${alive.length === 0 ? "none" : alive.join(", ")}`);
 }
 
 function isAlive(pid: number): boolean {

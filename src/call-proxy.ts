@@ -12,6 +12,13 @@ export interface CallOptions {
   namespace?: string;
   /** Sent as `client_name`; v4 peers carry it without routing on it. */
   clientName?: string;
+  /**
+   * The call may safely run twice: if the worker dies while it is in flight, it is sent again
+   * once the worker is back (within its timeout) instead of failing.
+   */
+  idempotent?: boolean;
+  /** How many times an idempotent call may be re-sent. Default 1. */
+  retries?: number;
 }
 
 type AnyFunction = (...args: never[]) => unknown;

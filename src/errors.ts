@@ -16,7 +16,10 @@ export type MultifrostErrorCode =
   | "ERR_SEND_FAILED"
   | "ERR_SERVICE_NOT_FOUND"
   | "ERR_SERVICE_RUNNING"
-  | "ERR_REGISTRY";
+  | "ERR_REGISTRY"
+  | "ERR_CIRCUIT_OPEN"
+  | "ERR_WORKER_UNAVAILABLE"
+  | "ERR_SUPERVISOR";
 
 export class MultifrostError extends Error {
   readonly code: MultifrostErrorCode;
@@ -146,5 +149,32 @@ export class ServiceAlreadyRunningError extends MultifrostError {
 export class RegistryError extends MultifrostError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERR_REGISTRY", message, options);
+  }
+}
+
+/** The worker's circuit breaker is open: the call failed fast, without being sent. */
+export class CircuitOpenError extends MultifrostError {
+  /** When the breaker will let a probe call through (ms since the epoch), if known. */
+  readonly retryAt: number | undefined;
+  constructor(workerName: string, reason: string, retryAt?: number) {
+    super("ERR_CIRCUIT_OPEN", `Circuit breaker of worker '${workerName}' is open (${reason}); the call was not sent`);
+    this.retryAt = retryAt;
+  }
+}
+
+/** The worker is restarting and its buffer of waiting calls is full. */
+export class WorkerUnavailableError extends MultifrostError {
+  constructor(workerName: string, message: string) {
+    super("ERR_WORKER_UNAVAILABLE", `Worker '${workerName}' ${message}`);
+  }
+}
+
+/** A supervisor gave up (restart intensity exceeded), was given a bad tree, or has no such child. */
+export class SupervisorError extends MultifrostError {
+  /** The supervisor's path in the tree, e.g. "root/pipeline". */
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super("ERR_SUPERVISOR", `Supervisor '${path}': ${message}`, options);
+    this.path = path;
   }
 }

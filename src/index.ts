@@ -1,5 +1,7 @@
 export { ParentWorker } from "./parent-worker.js";
-export type { SpawnOptions, ConnectOptions, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
+export type { SpawnOptions, ConnectOptions, CircuitBreakerOptions, InspectOption, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
+export type { BackoffOptions } from "./actors/backoff.js";
+export type { FailureWindowOptions } from "./actors/failure-window.js";
 export { ParentHandle } from "./parent-handle.js";
 export { ChildWorker } from "./child-worker.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";
@@ -18,12 +20,22 @@ export {
   ServiceNotFoundError,
   ServiceAlreadyRunningError,
   RegistryError,
+  CircuitOpenError,
+  WorkerUnavailableError,
+  SupervisorError,
 } from "./errors.js";
 export { FileRegistry, REGISTRY_DIR_ENV } from "./registry/index.js";
 export type { ServiceEntry, FileRegistryOptions, RegistryBackend } from "./registry/index.js";
 export { ServiceRegistry } from "./registry/v4-service-registry.js";
 export type { MultifrostErrorCode } from "./errors.js";
-export type { LifecycleState } from "./machines/worker-lifecycle.js";
-export { workerLifecycleMachine } from "./machines/worker-lifecycle.js";
+export type { ConnectionState, RestartType } from "./machines/connection.js";
+export { connectionMachine } from "./machines/connection.js";
 export { APP_ID, MessageType, DEFAULT_NAMESPACE } from "./wire/constants.js";
 export type { WireMessage, CallMessage, ResponseMessage, ErrorMessage, OutputMessage, HeartbeatMessage, ShutdownMessage } from "./wire/messages.js";
+export { supervise, SupervisionTree, Supervisor, Pool } from "./supervisor.js";
+export type { TreeEvent, TreeListener, SuperviseOptions } from "./supervisor.js";
+export { worker, supervisor, pool } from "./supervision-spec.js";
+export type { WorkerSpec, PoolSpec, SupervisorSpec, ChildSpec, Strategy, WorkerSettings } from "./supervision-spec.js";
+export type { SupervisorState } from "./machines/supervisor.js";
+export { jsonlInspector } from "./observability/jsonl-inspector.js";
+export type { JsonlInspector, InspectionRecord } from "./observability/jsonl-inspector.js";

@@ -12,9 +12,7 @@ export class ParentHandle<T extends object = DynamicFunctions> {
 
   constructor(worker: ParentWorker) {
     this.worker = worker;
-    this.call = createCallProxy<T>((fn, args, options) =>
-      worker.callFunction(fn, args, options?.timeout, options?.namespace, options?.clientName),
-    );
+    this.call = createCallProxy<T>((fn, args, options) => worker.invoke(fn, args, options));
   }
 
   start(): Promise<void> {

@@ -185,7 +185,7 @@ describe("signals, shutdown and parent death", () => {
       expect(killedBy).toBeNull();
       expect(code).toBe(0);
       expect(isAlive(pid)).toBe(false);
-      expect(worker.state).toBe("exited");
+      expect(worker.state).toBe("stopped"); // a clean exit 0 is a normal stop
     });
   }
 

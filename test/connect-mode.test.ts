@@ -170,7 +170,7 @@ describe("TS parent ↔ TS service", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     expect(lost).toBeInstanceOf(CallTimeoutError);
     expect(lost).toMatchObject({ code: "ERR_CALL_TIMEOUT", functionName: "add", timeoutMs: 300 });
-    expect(lost.message).toMatch(/^Function 'add' timed out after 300ms/);
+    expect(lost.message).toBe("Function 'add' timed out after 300ms (namespace 'default': a worker in another namespace ignores the call)");
     const sameByCallFunction = await rejectionOf(worker.callFunction("add", [1, 1], 300));
     expect(sameByCallFunction).toBeInstanceOf(CallTimeoutError);
 
@@ -186,7 +186,9 @@ describe("TS parent ↔ TS service", () => {
     await mathParent.start();
     expect(await mathParent.call.add(7, 8)).toBe(15);
     expect(isAlive(service.process.pid!)).toBe(true);
-    expect(worker.state).toBe("connected");
+    // Three timeouts in a row mark the connection degraded (not dead): it still answers.
+    expect(worker.isHealthy).toBe(true);
+    expect(["connected", "degraded"]).toContain(worker.state);
   });
 });
 

@@ -194,7 +194,7 @@ describe("TS parent → Python child: lifecycle", () => {
     const error = await pending.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkerExitedError);
     expect((error as WorkerExitedError).signal).toBe("SIGKILL");
-    expect(worker.state).toBe("exited");
+    expect(worker.state).toBe("failed");
   });
 
   it("stops the Python child with a shutdown message and leaves nothing behind", async () => {

@@ -43,14 +43,14 @@ afterAll(async () => {
 });
 
 describe("start()", () => {
-  it("walks idle → starting → connected, spawning one process for concurrent start() calls", async () => {
+  it("walks idle → spawning → connected, spawning one process for concurrent start() calls", async () => {
     const worker = spawnWorker(MATH);
     const changes: StateChange[] = [];
     worker.on("state", (change) => changes.push(change));
     expect(worker.state).toBe("idle");
     const first = worker.start();
     const second = worker.start();
-    expect(worker.state).toBe("starting");
+    expect(worker.state).toBe("spawning");
     expect(second).toBe(first);
     await first;
     expect(worker.state).toBe("connected");
@@ -58,13 +58,13 @@ describe("start()", () => {
     expect(descendants()).toEqual([worker.pid]);
     await worker.start(); // already connected: a no-op
     expect(descendants()).toEqual([worker.pid]);
-    expect(changes.map(({ from, to }) => `${from}→${to}`)).toEqual(["idle→starting", "starting→connected"]);
+    expect(changes.map(({ from, to }) => `${from}→${to}`)).toEqual(["idle→spawning", "spawning→connected"]);
   });
 
   it("calls made while start() is in progress are delivered once the child connects", async () => {
     const worker = spawnWorker(MATH);
     const starting = worker.start();
-    expect(worker.state).toBe("starting");
+    expect(worker.state).toBe("spawning");
     // Made before the parent's socket has finished binding; the DEALER must queue them.
     const early = Promise.allSettled([worker.call.add(1, 2), worker.call.pid(), worker.ping()]);
     await starting;
@@ -166,10 +166,10 @@ describe("child death with calls pending", () => {
     const times = results.map(({ at }) => at);
     expect(Math.max(...times) - Math.min(...times)).toBeLessThan(50);
     expect(((await exit) as [ExitInfo])[0]).toEqual({ code: 3, signal: null });
-    expect(worker.state).toBe("exited");
+    expect(worker.state).toBe("failed");
     expect(worker.isHealthy).toBe(false);
     expect(worker.pendingCalls).toBe(0);
-    expect(changes).toContainEqual({ from: "connected", to: "exited", reason: "exit 3" });
+    expect(changes).toContainEqual(expect.objectContaining({ from: "connected", to: "failed", reason: "exit 3" }));
 
     const later = await rejectionOf(worker.call.add(1, 2));
     expect(later).toBeInstanceOf(WorkerExitedError);
@@ -200,7 +200,7 @@ describe("child death with calls pending", () => {
       expect(error.signal).toBe("SIGKILL");
       expect(error.message).toContain("killed by SIGKILL");
     }
-    expect(worker.state).toBe("exited");
+    expect(worker.state).toBe("failed");
     expect(isAlive(pid)).toBe(false);
     const later = await rejectionOf(worker.call.add(1, 2));
     expect(later).toBeInstanceOf(WorkerExitedError);

@@ -131,6 +131,13 @@ export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
     this.queue.push(payload, tag);
   }
 
+  /** Calls `handler` when the connection to the peer drops (zeromq keeps reconnecting by itself). */
+  onDisconnect(handler: () => void): void {
+    this.socket.events.on("disconnect", () => {
+      if (!this.closed) handler();
+    });
+  }
+
   /** Receives payloads: the last frame of whatever arrives (peers differ on the empty delimiter). */
   onPayload(handler: (payload: Buffer) => void, onLoopError: (error: unknown) => void): void {
     this.listen((frames) => {

@@ -1,2 +1,16 @@
-export { workerLifecycleMachine } from "./worker-lifecycle.js";
-export type { LifecycleContext, LifecycleEvent, LifecycleState } from "./worker-lifecycle.js";
+export { connectionMachine, connectionStateOf, circuitResetDelay } from "./connection.js";
+export type {
+  CircuitSettings,
+  CloseInput,
+  CloseMode,
+  ConnectionContext,
+  ConnectionEvent,
+  ConnectionInput,
+  ConnectionSnapshot,
+  ConnectionState,
+  HeartbeatSettings,
+  OpenInput,
+  RestartType,
+} from "./connection.js";
+export { supervisorMachine } from "./supervisor.js";
+export type { SupervisorContext, SupervisorEvent, SupervisorSnapshot, SupervisorState } from "./supervisor.js";

@@ -1,0 +1,409 @@
+import { assign, fromPromise, raise, setup, type SnapshotFrom } from "xstate";
+import { backoffDelay, type BackoffOptions } from "../actors/backoff.js";
+
+/**
+ * One worker connection (DESIGN §4): spawning/connecting → connected ⇄ degraded → circuit-open ⇄
+ * half-open, → restarting → …, stopping → stopped, failed.
+ *
+ * The machine decides; the owner (ParentWorker) does the I/O through three injected actors —
+ * `open` (spawn or discover + connect, resolved by the first heartbeat answer), `ping` (one
+ * heartbeat, resolves with its RTT) and `close` (tear the connection down, gracefully or not) —
+ * and reports what it sees: the process exited or the service vanished (`DOWN`), the failure
+ * window tripped (`TRIPPED`), a counted call failure (`CALL_FAILED`), the half-open probe's
+ * outcome. Individual calls never reach the machine (DESIGN §3).
+ */
+
+export type ConnectionState =
+  | "idle"
+  | "spawning"
+  | "connecting"
+  | "connected"
+  | "degraded"
+  | "circuit-open"
+  | "half-open"
+  | "restarting"
+  | "stopping"
+  | "stopped"
+  | "failed";
+
+export type RestartType = "permanent" | "transient" | "temporary";
+
+export interface HeartbeatSettings {
+  /** Between the end of one heartbeat and the next, in ms; 0 disables heartbeats. */
+  intervalMs: number;
+  /** A heartbeat not answered within this is missed. */
+  timeoutMs: number;
+  /** Consecutive misses that make the worker unresponsive (restart / reconnect). */
+  maxMisses: number;
+  /** An answer slower than this marks the connection degraded. */
+  slowMs: number;
+}
+
+export interface CircuitSettings {
+  /** How long the circuit stays open after its first trip. */
+  resetTimeoutMs: number;
+  /** Each further trip (without a stable period in between) multiplies the open time by this. */
+  multiplier: number;
+  maxResetTimeoutMs: number;
+}
+
+export interface ConnectionInput {
+  mode: "spawn" | "connect";
+  /** Restart (or reconnect) by itself when the worker goes down; supervisors set this. */
+  autoRestart: boolean;
+  restartType: RestartType;
+  /** Restarts allowed before the connection fails; reset after a stable period. */
+  maxRestarts: number;
+  heartbeat: HeartbeatSettings;
+  backoff: BackoffOptions;
+  circuit: CircuitSettings;
+  /** Connected this long without trouble → restart and trip counts start again from 0. */
+  stablePeriodMs: number;
+  /** Jitter source for the backoff; injectable for deterministic tests. */
+  random?: () => number;
+}
+
+/** How the previous connection must be torn down. */
+export type CloseMode = "graceful" | "kill";
+
+/** Why the worker went down. `normal`: it exited with 0 or after a shutdown it was asked for. */
+export interface DownInfo {
+  reason: string;
+  normal: boolean;
+}
+
+export type ConnectionEvent =
+  | { type: "START" }
+  | { type: "STOP"; reason?: string }
+  | { type: "DOWN"; reason: string; normal: boolean }
+  | { type: "RESTART"; reason: string; immediate?: boolean }
+  | { type: "TRIPPED"; reason: string }
+  | { type: "CALL_FAILED"; reason: string }
+  | { type: "PROBE_OK" }
+  | { type: "PROBE_FAILED"; reason: string }
+  // raised by the heartbeat region for the health region
+  | { type: "BEAT_OK"; rttMs: number }
+  | { type: "BEAT_SLOW"; rttMs: number }
+  | { type: "BEAT_MISSED"; misses: number }
+  | { type: "UNRESPONSIVE"; misses: number };
+
+export interface ConnectionContext extends Omit<ConnectionInput, "random"> {
+  random: () => number;
+  /** Why the machine entered its current state. */
+  reason: string;
+  /** Restarts since the last stable period (drives the backoff and `maxRestarts`). */
+  restarts: number;
+  /** Restarts over the connection's whole life. */
+  totalRestarts: number;
+  /** Circuit trips since the last stable period (drives the growing reset timeout). */
+  trips: number;
+  misses: number;
+  lastRttMs: number | undefined;
+  closeMode: CloseMode;
+  /** The next restart waits for its backoff (false: a supervisor asked for it to happen now). */
+  waitBackoff: boolean;
+}
+
+export interface OpenInput {
+  /** 0 for the first start, n for the n-th restart. */
+  attempt: number;
+}
+
+export interface CloseInput {
+  mode: CloseMode;
+  reason: string;
+}
+
+const OPEN = [
+  { guard: "isSpawnMode", target: "#connection.spawning" },
+  { target: "#connection.connecting" },
+] as const;
+
+function downOf(event: ConnectionEvent): DownInfo {
+  switch (event.type) {
+    case "DOWN":
+      return { reason: event.reason, normal: event.normal };
+    case "UNRESPONSIVE":
+      return { reason: `unresponsive: ${event.misses} heartbeats missed`, normal: false };
+    default:
+      return { reason: event.type.toLowerCase(), normal: false };
+  }
+}
+
+function restartAllowed(context: ConnectionContext, down: DownInfo): boolean {
+  if (!context.autoRestart || context.restarts >= context.maxRestarts) return false;
+  switch (context.restartType) {
+    case "permanent":
+      return true;
+    case "transient":
+      return !down.normal;
+    case "temporary":
+      return false;
+  }
+}
+
+/** The reset timeout after `trips` trips: grows by `multiplier`, capped. */
+export function circuitResetDelay(trips: number, circuit: CircuitSettings): number {
+  const grown = circuit.resetTimeoutMs * Math.pow(circuit.multiplier, Math.max(0, trips - 1));
+  return Math.min(circuit.maxResetTimeoutMs, Number.isFinite(grown) ? grown : circuit.maxResetTimeoutMs);
+}
+
+const connectionSetup = setup({
+  types: {
+    context: {} as ConnectionContext,
+    events: {} as ConnectionEvent,
+    input: {} as ConnectionInput,
+  },
+  actors: {
+    open: fromPromise<void, OpenInput>(async () => {
+      throw new Error("open is provided by the connection's owner");
+    }),
+    ping: fromPromise<number, { timeoutMs: number }>(async () => {
+      throw new Error("ping is provided by the connection's owner");
+    }),
+    close: fromPromise<void, CloseInput>(async () => undefined),
+  },
+  guards: {
+    isSpawnMode: ({ context }) => context.mode === "spawn",
+    heartbeatEnabled: ({ context }) => context.heartbeat.intervalMs > 0,
+    restartOnDown: ({ context, event }) => restartAllowed(context, downOf(event)),
+    isNormalDown: ({ event }) => downOf(event).normal,
+    /** A restart attempt could not open: try again while restarts are allowed. */
+    retryOpen: ({ context }) =>
+      context.restarts > 0 && restartAllowed(context, { reason: "open failed", normal: false }),
+    slowBeat: ({ context, event }) => "output" in event && (event.output as number) > context.heartbeat.slowMs,
+    lastMiss: ({ context }) => context.misses + 1 >= context.heartbeat.maxMisses,
+  },
+  delays: {
+    heartbeatInterval: ({ context }) => context.heartbeat.intervalMs,
+    heartbeatTimeout: ({ context }) => context.heartbeat.timeoutMs,
+    backoff: ({ context }) =>
+      context.waitBackoff ? backoffDelay(Math.max(0, context.restarts - 1), context.backoff, context.random) : 0,
+    circuitReset: ({ context }) => circuitResetDelay(context.trips, context.circuit),
+    stablePeriod: ({ context }) => context.stablePeriodMs,
+  },
+  actions: {
+    noteStart: assign({ reason: "start" }),
+    noteDown: assign(({ event }) => {
+      const down = downOf(event);
+      return { reason: down.reason, closeMode: (event.type === "UNRESPONSIVE" ? "kill" : "graceful") as CloseMode };
+    }),
+    noteRestartOrder: assign(({ event }) =>
+      event.type === "RESTART"
+        ? { reason: event.reason, closeMode: "graceful" as CloseMode, waitBackoff: event.immediate !== true }
+        : {},
+    ),
+    noteStop: assign(({ event }) => ({ reason: event.type === "STOP" ? (event.reason ?? "stop") : "stop" })),
+    noteOpenError: assign(({ event }) => ({
+      reason: "error" in event ? `start failed: ${errorText(event.error)}` : "start failed",
+      closeMode: "kill" as CloseMode,
+    })),
+    noteReady: assign(({ context }) => ({ reason: context.restarts > 0 ? "restarted" : "ready", misses: 0 })),
+    countRestart: assign(({ context }) => ({
+      restarts: context.restarts + 1,
+      totalRestarts: context.totalRestarts + 1,
+    })),
+    noteReopen: assign(({ context }) => ({ waitBackoff: true, reason: `restart #${context.restarts}` })),
+    noteStable: assign({ restarts: 0, trips: 0 }),
+    noteBeat: assign(({ event }) => ({ misses: 0, lastRttMs: "output" in event ? (event.output as number) : undefined })),
+    countMiss: assign(({ context }) => ({ misses: context.misses + 1 })),
+    noteReason: assign(({ event }) => {
+      switch (event.type) {
+        case "BEAT_MISSED":
+          return { reason: `heartbeat missed (${event.misses} in a row)` };
+        case "BEAT_SLOW":
+          return { reason: `slow heartbeat (${Math.round(event.rttMs)} ms)` };
+        case "BEAT_OK":
+          return { reason: "recovered" };
+        case "TRIPPED":
+        case "CALL_FAILED":
+        case "PROBE_FAILED":
+          return { reason: event.reason };
+        case "PROBE_OK":
+          return { reason: "probe succeeded" };
+        default:
+          return {};
+      }
+    }),
+    noteHalfOpen: assign({ reason: "reset timeout elapsed" }),
+    raiseUnresponsive: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1 })),
+    raiseMissed: raise(({ context }) => ({ type: "BEAT_MISSED" as const, misses: context.misses })),
+    countTrip: assign(({ context }) => ({ trips: context.trips + 1 })),
+  },
+});
+
+/** spawning and connecting do the same (the owner's `open` knows which); the names tell the user. */
+const openingState = connectionSetup.createStateConfig({
+  invoke: {
+    src: "open",
+    input: ({ context }) => ({ attempt: context.restarts }),
+    onDone: { target: "live", actions: "noteReady" },
+    onError: [
+      { guard: "retryOpen", target: "restarting", actions: "noteOpenError" },
+      { target: "failed", actions: "noteOpenError" },
+    ],
+  },
+  on: { STOP: { target: "stopping", actions: "noteStop" } },
+});
+
+/** A heartbeat not answered (timed out, or the ping failed): the last allowed miss makes the worker unresponsive. */
+const missedBeat = [
+  { guard: "lastMiss", actions: "raiseUnresponsive" },
+  { target: "waiting", actions: ["countMiss", "raiseMissed"] },
+] as const;
+
+export const connectionMachine = connectionSetup.createMachine({
+  id: "connection",
+  initial: "idle",
+  context: ({ input }) => ({
+    ...input,
+    random: input.random ?? Math.random,
+    reason: "created",
+    restarts: 0,
+    totalRestarts: 0,
+    trips: 0,
+    misses: 0,
+    lastRttMs: undefined,
+    closeMode: "graceful",
+    waitBackoff: true,
+  }),
+  states: {
+    idle: {
+      on: { START: { target: "opening", actions: "noteStart" } },
+    },
+    // Routes to spawning or connecting, so the state names say which one happens.
+    opening: { always: [...OPEN] },
+    spawning: openingState,
+    connecting: openingState,
+    live: {
+      type: "parallel",
+      on: {
+        DOWN: [
+          { guard: "restartOnDown", target: "restarting", actions: "noteDown" },
+          { guard: "isNormalDown", target: "stopping", actions: "noteDown" },
+          { target: "failed", actions: "noteDown" },
+        ],
+        UNRESPONSIVE: [
+          { guard: "restartOnDown", target: "restarting", actions: "noteDown" },
+          { target: "failed", actions: "noteDown" },
+        ],
+        RESTART: { target: "restarting", actions: "noteRestartOrder" },
+        STOP: { target: "stopping", actions: "noteStop" },
+      },
+      states: {
+        health: {
+          initial: "connected",
+          states: {
+            connected: {
+              after: { stablePeriod: { actions: "noteStable" } },
+              on: {
+                BEAT_MISSED: { target: "degraded", actions: "noteReason" },
+                BEAT_SLOW: { target: "degraded", actions: "noteReason" },
+                // Only heartbeats bring a degraded connection back, so without them a failed call does not degrade it.
+                CALL_FAILED: { guard: "heartbeatEnabled", target: "degraded", actions: "noteReason" },
+                TRIPPED: { target: "circuit-open", actions: "noteReason" },
+              },
+            },
+            degraded: {
+              on: {
+                BEAT_OK: { target: "connected", actions: "noteReason" },
+                TRIPPED: { target: "circuit-open", actions: "noteReason" },
+              },
+            },
+            "circuit-open": {
+              entry: "countTrip",
+              after: { circuitReset: { target: "half-open", actions: "noteHalfOpen" } },
+            },
+            "half-open": {
+              on: {
+                PROBE_OK: { target: "connected", actions: "noteReason" },
+                PROBE_FAILED: { target: "circuit-open", actions: "noteReason" },
+                TRIPPED: { target: "circuit-open", actions: "noteReason" },
+              },
+            },
+          },
+        },
+        heartbeat: {
+          initial: "waiting",
+          states: {
+            waiting: {
+              after: { heartbeatInterval: { guard: "heartbeatEnabled", target: "pinging" } },
+            },
+            pinging: {
+              invoke: {
+                src: "ping",
+                input: ({ context }) => ({ timeoutMs: context.heartbeat.timeoutMs }),
+                onDone: [
+                  {
+                    guard: "slowBeat",
+                    target: "waiting",
+                    actions: ["noteBeat", raise(({ event }) => ({ type: "BEAT_SLOW" as const, rttMs: event.output }))],
+                  },
+                  {
+                    target: "waiting",
+                    actions: ["noteBeat", raise(({ event }) => ({ type: "BEAT_OK" as const, rttMs: event.output }))],
+                  },
+                ],
+                onError: [...missedBeat],
+              },
+              after: { heartbeatTimeout: [...missedBeat] },
+            },
+          },
+        },
+      },
+    },
+    restarting: {
+      entry: "countRestart",
+      initial: "closing",
+      states: {
+        closing: {
+          invoke: {
+            src: "close",
+            input: ({ context }) => ({ mode: context.closeMode, reason: context.reason }),
+            onDone: { target: "waiting" },
+            onError: { target: "waiting" },
+          },
+        },
+        waiting: {
+          after: { backoff: { target: "#connection.opening", actions: "noteReopen" } },
+        },
+      },
+      on: { STOP: { target: "stopping", actions: "noteStop" } },
+    },
+    stopping: {
+      invoke: {
+        src: "close",
+        input: ({ context }) => ({ mode: "graceful", reason: context.reason }),
+        onDone: { target: "stopped" },
+        onError: { target: "stopped" },
+      },
+    },
+    stopped: {
+      on: { START: { target: "opening", actions: "noteStart" } },
+    },
+    failed: {
+      invoke: {
+        src: "close",
+        input: ({ context }) => ({ mode: context.closeMode, reason: context.reason }),
+      },
+      on: {
+        START: { target: "opening", actions: "noteStart" },
+        STOP: { target: "stopped", actions: "noteStop" },
+      },
+    },
+  },
+});
+
+export type ConnectionSnapshot = SnapshotFrom<typeof connectionMachine>;
+
+/** The public state name of a snapshot. */
+export function connectionStateOf(snapshot: ConnectionSnapshot): ConnectionState {
+  const value = snapshot.value;
+  if (typeof value === "string") return value === "opening" ? "spawning" : (value as ConnectionState);
+  if ("live" in value) return (value.live as { health: ConnectionState }).health;
+  return "restarting";
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message.split("\n")[0]! : String(error);
+}
