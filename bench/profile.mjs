@@ -5,6 +5,7 @@
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { ECHO_WORKER, startOurPeer } from "./lib/our-peer.mjs";
+import { join } from "node:path";
 import { startRawPeer } from "./lib/raw-parent.mjs";
 
 const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback;
@@ -22,6 +23,14 @@ let pair;
 if (PAIR === "raw") {
   const peer = await startRawPeer(script);
   pair = { add: () => peer.call("add", [1, 2]), stop: () => peer.stop(), pid: peer.pid };
+} else if (process.env.MF_DIST) {
+  // Another build of the library (a copy of dist/ holding an echo-worker.mjs), for A/B runs.
+  const { ParentWorker } = await import(join(process.env.MF_DIST, "index.js"));
+  if (CHILD_PROF) process.env.MF_PROF_TARGET = join(process.env.MF_DIST, "echo-worker.mjs");
+  const worker = ParentWorker.spawn(CHILD_PROF ? WRAPPER : join(process.env.MF_DIST, "echo-worker.mjs"), "node", { onOutput() {} });
+  await worker.start();
+  const handle = worker.handle();
+  pair = { add: () => handle.call.add(1, 2), stop: () => worker.stop(), pid: worker.pid };
 } else {
   pair = await startOurPeer(script);
 }

@@ -83,6 +83,10 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
           const frames = await this.socket.receive();
           if (this.#waiting) this.#stopWaiting();
           onFrames(frames);
+          // What onFrames settled runs first: a caller awaiting a reply sends its next call
+          // before this loop asks for the next message. Were the loop parked in receive(),
+          // zeromq.js would check the socket for input after every send.
+          await undefined;
         }
       } catch (error) {
         if (!this.#closed) onLoopError(error);
