@@ -3,10 +3,8 @@
  *
  * Calls with the same timeout expire in the order they were made, so each distinct timeout
  * value gets an insertion-ordered Map whose first entry is its earliest deadline. One timer is
- * armed for the earliest deadline of all groups; settling a call never touches the timer.
- * These Maps are also the index by id (calls without a deadline have one of their own), so a
- * call costs one Map write and one promise, no `setTimeout` and no closure. Ids are unique
- * (`nextMessageId`).
+ * armed for the earliest deadline of all groups; settling a call never touches the timer. A
+ * call therefore costs two Map writes and one promise, no `setTimeout` and no closure.
  */
 export interface PendingCall {
   readonly id: string;
@@ -32,6 +30,7 @@ function capture(resolve: Settle, reject: Settle): void {
   capturedReject = reject;
 }
 
+/** A pending call (one class, so every entry has the same shape). */
 class Call implements PendingCall {
   group: Map<string, PendingCall> | undefined = undefined;
 
@@ -44,35 +43,26 @@ class Call implements PendingCall {
     readonly startedAt: number,
     readonly resolve: Settle,
     readonly reject: Settle,
-    /** Registration order, across groups (for `rejectAll`). */
-    readonly order: number,
   ) {}
 }
 
 export class CallTable {
-  /** Calls by timeout value; insertion order is deadline order within each. */
+  readonly #pending = new Map<string, PendingCall>();
   readonly #groups = new Map<number, Map<string, PendingCall>>();
-  /** The same Maps as an array, searched in turn by id (there are few timeout values). */
-  #groupList: Map<string, PendingCall>[] = [];
-  /** Calls that never time out. */
-  readonly #unbounded = new Map<string, PendingCall>();
   readonly #onTimeout: TimeoutErrorFactory;
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
-  #order = 0;
 
   constructor(onTimeout: TimeoutErrorFactory) {
     this.#onTimeout = onTimeout;
   }
 
   get size(): number {
-    let size = this.#unbounded.size;
-    for (const group of this.#groupList) size += group.size;
-    return size;
+    return this.#pending.size;
   }
 
   has(id: string): boolean {
-    return this.#find(id) !== undefined;
+    return this.#pending.has(id);
   }
 
   /** Registers a call and returns its promise. `timeoutMs` may be `Infinity`. */
@@ -80,42 +70,28 @@ export class CallTable {
     const promise = new Promise(capture);
     const startedAt = Date.now();
     const deadline = startedAt + timeoutMs;
-    const call = new Call(id, functionName, namespace, timeoutMs, deadline, startedAt, capturedResolve!, capturedReject!, this.#order++);
+    const call = new Call(id, functionName, namespace, timeoutMs, deadline, startedAt, capturedResolve!, capturedReject!);
     capturedResolve = capturedReject = undefined;
-    if (timeoutMs === Infinity) {
-      this.#unbounded.set(id, call);
-      return promise;
+    this.#pending.set(id, call);
+    if (timeoutMs !== Infinity) {
+      let group = this.#groups.get(timeoutMs);
+      if (!group) {
+        group = new Map();
+        this.#groups.set(timeoutMs, group);
+      }
+      group.set(id, call);
+      call.group = group;
+      if (deadline < this.#timerAt) this.#arm(deadline);
     }
-    let group = this.#groups.get(timeoutMs);
-    if (group === undefined) {
-      group = new Map();
-      this.#groups.set(timeoutMs, group);
-      this.#groupList.push(group);
-    }
-    group.set(id, call);
-    call.group = group;
-    if (deadline < this.#timerAt) this.#arm(deadline);
     return promise;
   }
 
   /** Removes and returns the call, or undefined for an unknown (late, duplicate) id. */
   take(id: string): PendingCall | undefined {
-    const groups = this.#groupList;
-    for (let i = 0; i < groups.length; i++) {
-      const group = groups[i]!;
-      const call = group.get(id);
-      if (call !== undefined) {
-        group.delete(id);
-        if (i > 0) {
-          // The group answering most is searched first.
-          groups[i] = groups[0]!;
-          groups[0] = group;
-        }
-        return call;
-      }
-    }
-    const call = this.#unbounded.get(id);
-    if (call !== undefined) this.#unbounded.delete(id);
+    const call = this.#pending.get(id);
+    if (call === undefined) return undefined;
+    this.#pending.delete(id);
+    call.group?.delete(id);
     return call;
   }
 
@@ -133,25 +109,13 @@ export class CallTable {
     return true;
   }
 
-  /** Rejects every pending call, in the order they were made, with an error made for it. */
+  /** Rejects every pending call with an error made for it. */
   rejectAll(makeError: (call: PendingCall) => Error): void {
-    const calls = [...this.#unbounded.values()];
-    for (const group of this.#groupList) calls.push(...group.values());
-    calls.sort((a, b) => (a as Call).order - (b as Call).order);
-    this.#unbounded.clear();
+    const calls = [...this.#pending.values()];
+    this.#pending.clear();
     this.#groups.clear();
-    this.#groupList = [];
     this.#disarm();
     for (const call of calls) call.reject(makeError(call));
-  }
-
-  /** The pending call with this id, without removing it. */
-  #find(id: string): PendingCall | undefined {
-    for (const group of this.#groupList) {
-      const call = group.get(id);
-      if (call !== undefined) return call;
-    }
-    return this.#unbounded.get(id);
   }
 
   #arm(at: number): void {
@@ -178,12 +142,10 @@ export class CallTable {
           break;
         }
         group.delete(call.id);
+        this.#pending.delete(call.id);
         call.reject(this.#onTimeout(call));
       }
-      if (group.size === 0) {
-        this.#groups.delete(timeoutMs);
-        this.#groupList = this.#groupList.filter((listed) => listed !== group);
-      }
+      if (group.size === 0) this.#groups.delete(timeoutMs);
     }
     if (next !== Infinity && next < this.#timerAt) this.#arm(next);
   }
