@@ -1,3 +1,4 @@
+import { isAscii } from "node:buffer";
 import { Packr, Unpackr } from "msgpackr";
 import { EncodeError } from "../errors.js";
 import type { WireMessage } from "./messages.js";
@@ -436,11 +437,16 @@ function findShape(keys: string[], size: number): Shape | undefined {
     }
     if (!same) continue;
     if (shape.make === undefined && ++shape.seen >= SHAPE_AFTER) shape.make = compileShape(shape.keys);
+    if (s > 0) {
+      // Frequent shapes move to the front (and the last one is the first to go).
+      shapes[s] = shapes[s - 1]!;
+      shapes[s - 1] = shape;
+    }
     return shape;
   }
   const shape: Shape = { keys: keys.slice(0, size), seen: 1, make: undefined };
   if (new Set(shape.keys).size !== size) return undefined; // a repeated key: built one at a time
-  if (shapes.length >= MAX_SHAPES) shapes.shift();
+  if (shapes.length >= MAX_SHAPES) shapes.pop();
   shapes.push(shape);
   return shape;
 }
@@ -471,13 +477,20 @@ function readBin(length: number): Buffer {
 
 /** Short strings seen before, by a hash of their bytes: keys and values such as "call" come back as one string. */
 const SHORT = 16;
+/** Longer strings are checked natively. */
+const LONG = 64;
 const cache: (string | undefined)[] = new Array<string | undefined>(4096);
 
 function readString(length: number): string {
   need(length);
   const from = at;
   const to = from + length;
-  for (let i = from; i < to; i++) if (src[i]! >= 0x80) throw NOT_SIMPLE; // UTF-8 is msgpackr's
+  // Text beyond ASCII is msgpackr's (its UTF-8 decoding is the reference).
+  if (length > LONG) {
+    if (!isAscii(src.subarray(from, to))) throw NOT_SIMPLE;
+  } else {
+    for (let i = from; i < to; i++) if (src[i]! >= 0x80) throw NOT_SIMPLE;
+  }
   at = to;
   if (length === 0) return "";
   if (length > SHORT) return latin1(from, to);
