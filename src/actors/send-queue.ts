@@ -7,9 +7,10 @@
  * - a waiting socket, whose `send` may stay pending (zeromq.js's default): while one is pending,
  *   the next `send` throws EBUSY and the queue waits for it;
  * - a socket that never waits (zeromq.js with `sendTimeout = 0`): `send` settles at once, and a
- *   send the socket cannot take now (EAGAIN: no peer yet, or the high-water mark) is refused.
- *   Given `sendWaiting`, the queue then resends the refused items through it, first and in order,
- *   before anything queued after them.
+ *   send the socket cannot take now (EAGAIN) is refused. Given `sendWaiting`, the queue then
+ *   resends the refused items through it, first and in order, before anything queued after them.
+ *   A refusal is known only a microtask later, so an item handed over in between goes first: such
+ *   a socket should refuse only when no peer can take anything (`zmq-channel.ts` sees to that).
  */
 export type SendFn<T> = (item: T) => Promise<void>;
 export type SendFailureFn<T> = (item: T, tag: string | undefined, error: unknown) => void;
