@@ -169,16 +169,19 @@ describe("restart after a crash (kill -9)", () => {
   });
 });
 
+/** Fast heartbeats that find a hang within about a second. */
+const HANG_OPTIONS: SpawnOptions = {
+  autoRestart: true,
+  backoff: FAST_BACKOFF,
+  heartbeatInterval: 0.2,
+  heartbeatTimeout: 0.3,
+  heartbeatMaxMisses: 2,
+  // Only missed beats count here, not beats a busy VM answers slowly.
+  heartbeatSlowThreshold: 0.3,
+};
+
 describe("restart after a hang (SIGSTOP), found by heartbeats", () => {
-  const hangOptions: SpawnOptions = {
-    autoRestart: true,
-    backoff: FAST_BACKOFF,
-    heartbeatInterval: 0.2,
-    heartbeatTimeout: 0.3,
-    heartbeatMaxMisses: 2,
-    // Only missed beats count here, not beats a busy VM answers slowly.
-    heartbeatSlowThreshold: 0.3,
-  };
+  const hangOptions = HANG_OPTIONS;
 
   it("goes degraded, then restarting (unresponsive), and SIGKILLs the hung process", async () => {
     const worker = spawnWorker(hangOptions);
@@ -737,14 +740,7 @@ describe("v4 heartbeat options are in seconds", () => {
 // Bugs these tests found in ParentWorker (stale exit error, expired buffered calls, retry budget, reported timeout).
 describe("regressions found by these tests", () => {
   it("a call in flight when a hung worker is restarted fails with the hang's error, not an earlier process's exit", async () => {
-    const worker = spawnWorker({
-      autoRestart: true,
-      backoff: FAST_BACKOFF,
-      heartbeatInterval: 0.2,
-      heartbeatTimeout: 0.3,
-      heartbeatMaxMisses: 2,
-      heartbeatSlowThreshold: 0.3,
-    });
+    const worker = spawnWorker(HANG_OPTIONS);
     await worker.start();
     const changes = record(worker);
     expect(await worker.call.exitNow(3)).toBe(3);
