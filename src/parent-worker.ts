@@ -771,9 +771,6 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.#waiters.notify(to);
   }
 
-  /** Resolves when `done(state)` returns true on a state change; rejects when it throws. */
-
-
   #flushBuffer(): void {
     const buffered = this.#buffer;
     this.#buffer = [];

@@ -6,7 +6,6 @@ import { createCallProxy } from "./call-proxy.js";
 import { InvalidArgumentError, SupervisorError, WorkerNotRunningError } from "./errors.js";
 import type { ConnectionState } from "./machines/connection.js";
 import { supervisorMachine, type SupervisorState } from "./machines/supervisor.js";
-import type { ParentHandle } from "./parent-handle.js";
 import { ParentWorker, type InspectOption, type SpawnOptions, type StateChange } from "./parent-worker.js";
 import {
   checkSupervisor,
@@ -76,15 +75,11 @@ class WorkerNode implements SupervisedNode {
   /** Transitions the supervisor caused itself (start, stop, ordered restart) are not downs. */
   #ordered = 0;
 
-  constructor(spec: WorkerSpec, context: NodeContext, name?: string) {
+  constructor(spec: WorkerSpec, context: NodeContext) {
     this.id = spec.id;
     this.path = `${context.path}/${spec.id}`;
-    this.worker = createWorker(spec, context, this.path, name);
+    this.worker = createWorker(spec, context, this.path);
     this.worker.on("state", (change) => this.#onState(change, context));
-  }
-
-  get handle(): ParentHandle {
-    return this.worker.handle();
   }
 
   start(): Promise<void> {
@@ -117,11 +112,11 @@ class WorkerNode implements SupervisedNode {
   }
 }
 
-function createWorker(spec: WorkerSpec, context: NodeContext, path: string, name?: string): ParentWorker {
+function createWorker(spec: WorkerSpec, context: NodeContext, path: string): ParentWorker {
   const { id: _id, type: _type, spawn, executable, connect, ...settings } = spec;
   const options: SpawnOptions & { registryDir?: string } = {
     ...settings,
-    name: name ?? path,
+    name: path,
     autoRestart: true,
     // The supervisor's intensity limits restarts, not the worker's own count.
     maxRestartAttempts: Infinity,
@@ -314,8 +309,6 @@ export class Supervisor implements SupervisedNode {
       }
     }
   }
-
-
 }
 
 /**
