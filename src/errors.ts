@@ -21,6 +21,11 @@ export type MultifrostErrorCode =
   | "ERR_WORKER_UNAVAILABLE"
   | "ERR_SUPERVISOR";
 
+/** The first line of an error's message (reasons in state events stay one line; stacks and stderr tails are left out). */
+export function errorSummary(error: unknown): string {
+  return error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
+}
+
 export class MultifrostError extends Error {
   readonly code: MultifrostErrorCode;
   constructor(code: MultifrostErrorCode, message: string, options?: { cause?: unknown }) {

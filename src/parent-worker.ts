@@ -24,6 +24,7 @@ import {
 import {
   connectionMachine,
   connectionStateOf,
+  LIVE_STATES as LIVE,
   type CloseInput,
   type ConnectionEvent,
   type ConnectionInput,
@@ -200,7 +201,6 @@ const GATES: Record<ConnectionState, Gate> = {
   failed: Gate.Closed,
 };
 
-const LIVE: ReadonlySet<ConnectionState> = new Set(["connected", "degraded", "circuit-open", "half-open"]);
 
 /** A call whose bytes wait for the worker to be (back) up. */
 interface BufferedCall {

@@ -3,8 +3,8 @@ import { RestartIntensity } from "./actors/restart-intensity.js";
 import { StateWaiters } from "./actors/state-waiters.js";
 import type { CallOptions, CallProxy, DynamicFunctions } from "./call-proxy.js";
 import { createCallProxy } from "./call-proxy.js";
-import { InvalidArgumentError, SupervisorError, WorkerNotRunningError } from "./errors.js";
-import type { ConnectionState } from "./machines/connection.js";
+import { errorSummary, InvalidArgumentError, SupervisorError, WorkerNotRunningError } from "./errors.js";
+import { LIVE_STATES as LIVE } from "./machines/connection.js";
 import { supervisorMachine, type SupervisorState } from "./machines/supervisor.js";
 import { ParentWorker, type InspectOption, type SpawnOptions, type StateChange } from "./parent-worker.js";
 import {
@@ -64,7 +64,6 @@ interface NodeContext {
   onReshaped(): void;
 }
 
-const LIVE: ReadonlySet<ConnectionState> = new Set(["connected", "degraded", "circuit-open", "half-open"]);
 
 /** A worker under supervision: a ParentWorker that restarts itself, reporting its downs upward. */
 class WorkerNode implements SupervisedNode {
@@ -305,7 +304,7 @@ export class Supervisor implements SupervisedNode {
       }
     } catch (error) {
       if (this.#state === "running") {
-        this.actor.send({ type: "GIVE_UP", reason: `could not restart: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}` });
+        this.actor.send({ type: "GIVE_UP", reason: `could not restart: ${errorSummary(error)}` });
       }
     }
   }

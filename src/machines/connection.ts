@@ -1,5 +1,6 @@
 import { assign, fromPromise, raise, setup, type SnapshotFrom } from "xstate";
 import { backoffDelay, type BackoffOptions } from "../actors/backoff.js";
+import { errorSummary } from "../errors.js";
 
 /**
  * One worker connection (DESIGN §4): spawning/connecting → connected ⇄ degraded → circuit-open ⇄
@@ -25,6 +26,9 @@ export type ConnectionState =
   | "stopping"
   | "stopped"
   | "failed";
+
+/** The states in which the worker is up (calls are sent, or refused by the circuit breaker). */
+export const LIVE_STATES: ReadonlySet<ConnectionState> = new Set(["connected", "degraded", "circuit-open", "half-open"]);
 
 export type RestartType = "permanent" | "transient" | "temporary";
 
@@ -195,7 +199,7 @@ const connectionSetup = setup({
     ),
     noteStop: assign(({ event }) => ({ reason: event.type === "STOP" ? (event.reason ?? "stop") : "stop" })),
     noteOpenError: assign(({ event }) => ({
-      reason: "error" in event ? `start failed: ${errorText(event.error)}` : "start failed",
+      reason: "error" in event ? `start failed: ${errorSummary(event.error)}` : "start failed",
       closeMode: "kill" as CloseMode,
     })),
     noteReady: assign(({ context }) => ({ reason: context.restarts > 0 ? "restarted" : "ready", misses: 0 })),
@@ -402,8 +406,4 @@ export function connectionStateOf(snapshot: ConnectionSnapshot): ConnectionState
   if (typeof value === "string") return value === "opening" ? "spawning" : (value as ConnectionState);
   if ("live" in value) return (value.live as { health: ConnectionState }).health;
   return "restarting";
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message.split("\n")[0]! : String(error);
 }

@@ -1,4 +1,4 @@
-export { connectionMachine, connectionStateOf, circuitResetDelay } from "./connection.js";
+export { connectionMachine, connectionStateOf, circuitResetDelay, LIVE_STATES } from "./connection.js";
 export type {
   CircuitSettings,
   CloseInput,

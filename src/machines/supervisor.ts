@@ -1,4 +1,5 @@
 import { assign, fromPromise, setup, type SnapshotFrom } from "xstate";
+import { errorSummary } from "../errors.js";
 
 /**
  * A supervisor's own lifecycle (DESIGN §5): starting (children in order, each ready before the
@@ -44,7 +45,7 @@ export const supervisorMachine = setup({
       }
     }),
     noteStartError: assign(({ event }) => ({
-      reason: "error" in event ? `start failed: ${errorText(event.error)}` : "start failed",
+      reason: "error" in event ? `start failed: ${errorSummary(event.error)}` : "start failed",
     })),
     countRestart: assign(({ context, event }) =>
       event.type === "CHILD_RESTARTED" ? { restarts: context.restarts + 1, reason: `${event.child}: ${event.reason}` } : {},
@@ -102,7 +103,3 @@ export const supervisorMachine = setup({
 });
 
 export type SupervisorSnapshot = SnapshotFrom<typeof supervisorMachine>;
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message.split("\n")[0]! : String(error);
-}
