@@ -515,11 +515,13 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (timeoutMs !== this.defaultTimeout && !isValidTimeout(timeoutMs)) {
       return Promise.reject(new InvalidArgumentError(`timeout must be a positive number of ms or Infinity, got ${String(timeout)}`));
     }
-    if (gate === Gate.Buffer && this.#buffer.length >= this.#maxBuffered) this.#pruneBuffer();
     if (gate === Gate.Buffer && this.#buffer.length >= this.#maxBuffered) {
-      return Promise.reject(
-        new WorkerUnavailableError(this.name, `is ${this.#state} and ${this.#buffer.length} calls already wait for it (maxBufferedCalls)`),
-      );
+      this.#pruneBuffer(); // calls that timed out while waiting no longer hold a place
+      if (this.#buffer.length >= this.#maxBuffered) {
+        return Promise.reject(
+          new WorkerUnavailableError(this.name, `is ${this.#state} and ${this.#buffer.length} calls already wait for it (maxBufferedCalls)`),
+        );
+      }
     }
     const id = nextMessageId();
     const ns = namespace ?? this.#namespace;
@@ -798,13 +800,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       if (call === undefined) continue;
       this.#requeue(call, recipe);
     }
-    const buffered = new Set(this.#buffer.map((call) => call.id));
-    if (buffered.size === 0) {
-      this.#calls.rejectAll(() => error);
-      return;
-    }
-    // Calls already waiting in the buffer were never sent: only the sent ones fail.
-    const waiting = [...buffered].map((id) => this.#calls.take(id)).filter((call) => call !== undefined);
+    // Calls waiting in the buffer (requeued ones included) were never sent: only the sent ones fail.
+    const waiting = this.#buffer.map((call) => this.#calls.take(call.id)).filter((call) => call !== undefined);
     this.#calls.rejectAll(() => error);
     for (const call of waiting) this.#rebuffer(call);
   }
@@ -817,24 +814,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     }
     const id = nextMessageId();
     const bytes = encodeMessage(createCall(id, recipe.functionName, recipe.args, recipe.namespace, recipe.clientName));
-    const retry = { ...recipe, retriesLeft: recipe.retriesLeft - 1 };
-    const requested = this.#requestedTimeout(call);
-    this.#requestedTimeouts.delete(call.id);
-    const promise = this.#calls.register(id, call.functionName, remaining, call.namespace);
-    this.#requestedTimeouts.set(id, requested);
-    this.#retryable.set(id, retry);
-    promise.then(
-      (value) => {
-        this.#retryable.delete(id);
-        this.#requestedTimeouts.delete(id);
-        call.resolve(value);
-      },
-      (error: unknown) => {
-        this.#retryable.delete(id);
-        this.#requestedTimeouts.delete(id);
-        call.reject(error);
-      },
-    );
+    this.#retryable.set(id, { ...recipe, retriesLeft: recipe.retriesLeft - 1 });
+    this.#reregister(call, id, remaining, () => this.#retryable.delete(id));
     this.#stats.retries++;
     this.#buffer.push({ id, bytes });
   }
@@ -842,14 +823,28 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** Puts a never-sent call back in the table (same id) after a rejectAll. */
   #rebuffer(call: PendingCall): void {
     const remaining = call.timeoutMs === Infinity ? Infinity : Math.max(1, call.deadline - Date.now());
-    this.#requestedTimeouts.set(call.id, this.#requestedTimeout(call));
-    this.#calls.register(call.id, call.functionName, remaining, call.namespace).then(
+    this.#reregister(call, call.id, remaining);
+  }
+
+  /**
+   * Registers a taken call again under `id` with `remaining` ms; its outcome settles the original
+   * caller. The caller's own timeout is remembered so a timeout error still reports it.
+   */
+  #reregister(call: PendingCall, id: string, remaining: number, onSettled?: () => void): void {
+    const requested = this.#requestedTimeout(call);
+    this.#requestedTimeouts.delete(call.id);
+    this.#requestedTimeouts.set(id, requested);
+    const settled = () => {
+      this.#requestedTimeouts.delete(id);
+      onSettled?.();
+    };
+    this.#calls.register(id, call.functionName, remaining, call.namespace).then(
       (value) => {
-        this.#requestedTimeouts.delete(call.id);
+        settled();
         call.resolve(value);
       },
       (error: unknown) => {
-        this.#requestedTimeouts.delete(call.id);
+        settled();
         call.reject(error);
       },
     );
