@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { startRawPeer } from "./lib/raw-parent.mjs";
 import { startOurPeer, spawnOurWorker } from "./lib/our-peer.mjs";
-import { sequentialLatency, pipelinedRate, interleaved, median, ratio, percentile, formatTable } from "./lib/measure.mjs";
+import { sequentialLatency, pipelinedRate, interleaved, median, ratio, percentile, formatTable, machineMeta } from "./lib/measure.mjs";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -334,13 +334,7 @@ function report(meta, summary) {
 async function main() {
   const started = performance.now();
   const meta = {
-    date: new Date().toISOString(),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model?.trim() ?? "?",
-    totalMemGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-    loadavgStart: os.loadavg(),
+    ...machineMeta(),
     quick,
     rounds: CONFIG.rounds,
   };

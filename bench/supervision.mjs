@@ -36,7 +36,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ParentWorker, supervise, worker, pool } from "../dist/index.js";
 import { ECHO_WORKER } from "./lib/our-peer.mjs";
-import { median, ratio, percentile, pipelinedRate, formatTable } from "./lib/measure.mjs";
+import { median, ratio, percentile, pipelinedRate, formatTable, machineMeta } from "./lib/measure.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
@@ -540,11 +540,7 @@ function report(meta, calls, memory, probes, fleets, callRounds) {
 async function main() {
   const started = performance.now();
   const meta = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model?.trim() ?? "?",
-    loadavgStart: os.loadavg(),
+    ...machineMeta(),
     quick,
     rounds: CONFIG.rounds,
   };

@@ -1,3 +1,4 @@
+import os from "node:os";
 // Generic measuring helpers for the benchmark harness. `callOnce` is any () => Promise.
 
 import { performance } from 'node:perf_hooks';
@@ -142,4 +143,17 @@ export function formatTable(rows, columns) {
     (row) => `| ${cols.map((c) => esc((c.format ?? defaultFormat)(row[c.key], row))).join(' | ')} |`,
   );
   return [header, rule, ...body].join('\n');
+}
+
+/** Where and when a bench ran: recorded with every result, since these machines are noisy. */
+export function machineMeta() {
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model?.trim() ?? "?",
+    totalMemGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    loadavgStart: os.loadavg(),
+  };
 }
