@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { startRawPeer } from "./lib/raw-parent.mjs";
 import { startOurPeer, spawnOurWorker } from "./lib/our-peer.mjs";
-import { sequentialLatency, pipelinedRate, interleaved, median, ratio, percentile, formatTable, machineMeta } from "./lib/measure.mjs";
+import { sequentialLatency, sequentialLatencyInterleaved, pipelinedRate, interleaved, median, ratio, percentile, formatTable, machineMeta } from "./lib/measure.mjs";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -37,14 +37,14 @@ const roundsArg = argv.find((a) => a.startsWith("--rounds="));
 const CONFIG = quick
   ? {
       rounds: 2,
-      seq: { warmup: 300, iterations: 2000 },
+      seq: { warmup: 300, iterations: 2000, slices: 4 },
       pipe: { slices: 2, windowMs: 250, warmupMs: 150 },
       big: { warmup: 10, iterations: 60 },
       coldPerRound: 2,
     }
   : {
       rounds: 5,
-      seq: { warmup: 2000, iterations: 10000 },
+      seq: { warmup: 2000, iterations: 10000, slices: 10 },
       pipe: { slices: 4, windowMs: 500, warmupMs: 300 },
       big: { warmup: 30, iterations: 300 },
       coldPerRound: 5,
@@ -131,8 +131,8 @@ async function runRound(round, big) {
     const subjects = ordered(round, peers);
 
     log(`round ${round + 1}: sequential add(1, 2)`);
-    const seq = await interleaved(1, subjects, (p) => sequentialLatency(p.add, CONFIG.seq));
-    for (const name of order) out.seq[name] = seq[name][0];
+    const seq = await sequentialLatencyInterleaved(Object.fromEntries(order.map((n) => [n, subjects[n].add])), CONFIG.seq);
+    for (const name of order) out.seq[name] = seq[name];
 
     for (const inFlight of IN_FLIGHT) {
       log(`round ${round + 1}: pipelined, ${inFlight} in flight`);
@@ -231,7 +231,7 @@ function report(meta, summary) {
   lines.push("");
   lines.push(
     `Cells: median over rounds (min–max). Ratio = ours/raw computed within each round, then the median ` +
-      `(per-round ratios listed). Sequential: ${CONFIG.seq.warmup} warm-up + ${CONFIG.seq.iterations} timed calls; ` +
+      `(per-round ratios listed). Sequential: ${CONFIG.seq.warmup} warm-up + ${CONFIG.seq.iterations} timed calls in ${CONFIG.seq.slices} alternating slices per subject; ` +
       `pipelined: ${CONFIG.pipe.slices} alternating slices × ${CONFIG.pipe.windowMs} ms window (each after ≥${CONFIG.pipe.warmupMs} ms warm-up) per subject; ` +
       `1 MiB echo: ${CONFIG.big.warmup} + ${CONFIG.big.iterations}; cold starts: ${CONFIG.coldPerRound} per side per round.`,
   );

@@ -30,6 +30,22 @@ export function ratio(a, b) {
   return a / b;
 }
 
+/** Times `count` calls one at a time into samples[from…], in µs. */
+async function timeCalls(callOnce, samples, from, count) {
+  for (let i = from; i < from + count; i++) {
+    const t0 = performance.now();
+    await callOnce();
+    samples[i] = (performance.now() - t0) * 1000;
+  }
+}
+
+function latencyStats(samples) {
+  samples.sort();
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += samples[i];
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99), mean: samples.length ? sum / samples.length : NaN };
+}
+
 /**
  * Sequential latency: `warmup` untimed calls, then `iterations` calls each timed alone.
  * @param {() => Promise<unknown>} callOnce
@@ -38,15 +54,27 @@ export function ratio(a, b) {
 export async function sequentialLatency(callOnce, { warmup = 2000, iterations = 10000 } = {}) {
   for (let i = 0; i < warmup; i++) await callOnce();
   const samples = new Float64Array(iterations);
-  for (let i = 0; i < iterations; i++) {
-    const t0 = performance.now();
-    await callOnce();
-    samples[i] = (performance.now() - t0) * 1000;
+  await timeCalls(callOnce, samples, 0, iterations);
+  return latencyStats(samples);
+}
+
+/**
+ * Sequential latency of several subjects side by side: each warms up, then the timed calls are
+ * cut into `slices` runs that alternate between the subjects (a, b, a, b…), so a drift in the
+ * machine lands on every subject alike instead of on whichever ran second.
+ * @param {Record<string, () => Promise<unknown>>} callsByName
+ * @returns {Promise<Record<string, {p50: number, p99: number, mean: number}>>} microseconds
+ */
+export async function sequentialLatencyInterleaved(callsByName, { warmup = 2000, iterations = 10000, slices = 10 } = {}) {
+  const names = Object.keys(callsByName);
+  for (const name of names) for (let i = 0; i < warmup; i++) await callsByName[name]();
+  const samples = Object.fromEntries(names.map((name) => [name, new Float64Array(iterations)]));
+  const perSlice = Math.ceil(iterations / slices);
+  for (let from = 0; from < iterations; from += perSlice) {
+    const count = Math.min(perSlice, iterations - from);
+    for (const name of names) await timeCalls(callsByName[name], samples[name], from, count);
   }
-  samples.sort();
-  let sum = 0;
-  for (let i = 0; i < iterations; i++) sum += samples[i];
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99), mean: iterations ? sum / iterations : NaN };
+  return Object.fromEntries(names.map((name) => [name, latencyStats(samples[name])]));
 }
 
 /**
