@@ -210,7 +210,7 @@ export abstract class ChildWorker {
       this.#reject(message.reason);
       // A v4 call we can answer (right app, readable id) but cannot run gets an error reply;
       // anything else, including a wrong app id (spec §9.2), is dropped silently.
-      if (message.id !== undefined && (message.reason === "missing-function" || message.reason === "bad-args")) {
+      if (message.id !== undefined && INVALID_CALL_REASONS.has(message.reason)) {
         this.#channel?.reply(frames, encodeMessage(createError(message.id, invalidCallText(message.reason))));
       }
       return;
@@ -323,12 +323,17 @@ export abstract class ChildWorker {
   }
 }
 
+/** Calls refused for a malformed field; the rest of the rejected frames are dropped silently. */
+const INVALID_CALL_REASONS: ReadonlySet<RejectReason> = new Set(["missing-function", "bad-args", "bad-namespace"]);
+
 function invalidCallText(reason: RejectReason): string {
   switch (reason) {
     case "missing-function":
       return "InvalidMessageError: Message missing 'function' field";
     case "bad-args":
       return "InvalidMessageError: 'args' must be an array";
+    case "bad-namespace":
+      return "InvalidMessageError: 'namespace' must be a string";
     default:
       return `InvalidMessageError: invalid call (${reason})`;
   }

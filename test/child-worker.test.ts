@@ -315,7 +315,7 @@ describe("garbage at the ROUTER", () => {
     expect(await raw.call("add", [1, 1])).toMatchObject({ result: 2 });
   });
 
-  it("answers a call with an id but no function, or with non-array args, with an error", async () => {
+  it("answers a call with an id but no function, non-array args or a non-string namespace, with an error", async () => {
     const raw = await RawParent.start(PROBE);
     const noFunction = await raw.request({ type: "call", args: [1], namespace: "default" });
     expect(noFunction.type).toBe("error");
@@ -325,6 +325,10 @@ describe("garbage at the ROUTER", () => {
     const badArgs = await raw.request({ type: "call", function: "add", args: "1,2" });
     expect(badArgs.type).toBe("error");
     expect(badArgs.error).toMatch(/'args' must be an array/);
+    const badNamespace = await raw.request({ type: "call", function: "add", args: [1, 2], namespace: 5 });
+    expect(badNamespace).toMatchObject({ type: "error", error: "InvalidMessageError: 'namespace' must be a string" });
+    // A nil namespace is read as a missing one: "default".
+    expect(await raw.request({ type: "call", function: "add", args: [1, 2], namespace: null })).toMatchObject({ type: "response", result: 3 });
     // args may be omitted (empty) and namespace defaults to "default".
     const noArgs = await raw.request({ type: "call", function: "received" });
     expect(noArgs.type).toBe("response");

@@ -131,6 +131,7 @@ describe("parseFrame", () => {
       [frame({ app: APP_ID, type: "call", function: "f", args: [] }), "missing-id"],
       [frame({ ...base, type: "call", args: [] }), "missing-function"],
       [frame({ ...base, type: "call", function: "f", args: "nope" }), "bad-args"],
+      [frame({ ...base, type: "call", function: "f", args: [], namespace: ["default"] }), "bad-namespace"],
       [frame({ ...base, type: "gossip" }), "unknown-type"],
     ];
     for (const [bytes, reason] of cases) {

@@ -11,6 +11,7 @@ export type RejectReason =
   | "missing-id"
   | "missing-function"
   | "bad-args"
+  | "bad-namespace"
   | "bad-error"
   | "bad-output"
   | "unknown-type";
@@ -55,7 +56,10 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       }
       if (message.args === undefined || message.args === null) message.args = [];
       else if (!Array.isArray(message.args)) return new RejectedFrame("bad-args", id, type);
-      if (typeof message.namespace !== "string") message.namespace = DEFAULT_NAMESPACE;
+      // nil counts as missing; any other non-string can match no namespace and is refused
+      // (with an error reply) rather than silently ignored.
+      if (message.namespace === undefined || message.namespace === null) message.namespace = DEFAULT_NAMESPACE;
+      else if (typeof message.namespace !== "string") return new RejectedFrame("bad-namespace", id, type);
       if (message.client_name === undefined && typeof message.clientName === "string") {
         message.client_name = message.clientName;
       }
