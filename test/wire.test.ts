@@ -156,6 +156,10 @@ describe("parseFrame", () => {
       client_name: "me",
     });
     expect(parseFrame(frame({ ...base, type: "error" }))).toMatchObject({ error: "Error: Unknown error" });
+    // A non-string error or output is kept readable.
+    expect(parseFrame(frame({ ...base, type: "error", error: { code: 7, why: ["x"] } }))).toMatchObject({ error: '{"code":7,"why":["x"]}' });
+    expect(parseFrame(frame({ ...base, type: "stdout", output: 42 }))).toMatchObject({ output: "42" });
+    expect(parseFrame(frame({ ...base, type: "stderr", output: Buffer.from("héllo") }))).toMatchObject({ output: "héllo" });
     // Output messages without an id (Python) are fine.
     expect(parseFrame(frame({ app: APP_ID, type: "stdout", timestamp: 1, output: "hi" }))).toMatchObject({ output: "hi" });
     // Unknown fields are ignored, not rejected.

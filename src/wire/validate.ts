@@ -72,7 +72,7 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
       if (typeof message.error !== "string") {
         if (message.error === undefined || message.error === null) message.error = "Error: Unknown error";
-        else message.error = String(message.error);
+        else message.error = textOf(message.error);
       }
       if (message.stack !== undefined && typeof message.stack !== "string") delete message.stack;
       break;
@@ -80,7 +80,7 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
     case "stderr":
       if (typeof message.output !== "string") {
         if (message.output === undefined || message.output === null) return new RejectedFrame("bad-output", id, type);
-        message.output = String(message.output);
+        message.output = textOf(message.output);
       }
       break;
     case "heartbeat":
@@ -96,4 +96,15 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       return new RejectedFrame("unknown-type", id, type);
   }
   return message as unknown as WireMessage;
+}
+
+/** A peer's non-string `error`/`output` as readable text: bin as UTF-8, JSON for maps and arrays (not "[object Object]"). */
+function textOf(value: unknown): string {
+  if (typeof value !== "object" || value === null) return String(value);
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8");
+  try {
+    return JSON.stringify(value, (_key, item: unknown) => (typeof item === "bigint" ? item.toString() : item)) ?? String(value);
+  } catch {
+    return String(value);
+  }
 }
