@@ -1,11 +1,10 @@
 // Which half costs what: pipelined add(1, 2) at 100 in flight for every pairing of our parent /
 // the raw parent with our child / the raw child, interleaved over rounds (npm run build first).
 //   node bench/halves.mjs [--rounds=3] [--calls=40000]
-import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { ECHO_WORKER, startOurPeer } from "./lib/our-peer.mjs";
 import { startRawPeer } from "./lib/raw-parent.mjs";
-import { median } from "./lib/measure.mjs";
+import { fixedCountRate, median } from "./lib/measure.mjs";
 
 const option = (name, fallback) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);
 const ROUNDS = option("rounds", 3);
@@ -26,16 +25,7 @@ async function startPair(parent, child) {
 
 async function rate(pair) {
   for (let i = 0; i < 3000; i++) await pair.add();
-  let issued = 0;
-  const started = performance.now();
-  const loop = async () => {
-    while (issued < CALLS) {
-      issued++;
-      await pair.add();
-    }
-  };
-  await Promise.all(Array.from({ length: IN_FLIGHT }, loop));
-  return (CALLS / (performance.now() - started)) * 1000;
+  return fixedCountRate(pair.add, { calls: CALLS, inFlight: IN_FLIGHT });
 }
 
 const pairings = [["raw", "raw"], ["ours", "raw"], ["raw", "ours"], ["ours", "ours"]];

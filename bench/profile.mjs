@@ -2,11 +2,11 @@
 //   node --cpu-prof --cpu-prof-dir=DIR bench/profile.mjs [--pair=ours|raw] [--calls=60000] [--child-prof=DIR]
 // The child is profiled too when --child-prof is given (through bench/lib/profiled-child.mjs).
 // --pids=FILE writes the parent and child pids after warm-up (for perf stat -p).
-import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { ECHO_WORKER, startOurPeer } from "./lib/our-peer.mjs";
 import { join } from "node:path";
 import { startRawPeer } from "./lib/raw-parent.mjs";
+import { fixedCountRate } from "./lib/measure.mjs";
 
 const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback;
 const PAIR = arg("pair", "ours");
@@ -41,17 +41,7 @@ if (arg("pids", undefined)) {
 }
 let completed = 0;
 const tick = setInterval(() => process.stderr.write(`completed ${completed}\n`), 1000);
-let issued = 0;
-const started = performance.now();
-const loop = async () => {
-  while (issued < CALLS) {
-    issued++;
-    await pair.add();
-    completed++;
-  }
-};
-await Promise.all(Array.from({ length: IN_FLIGHT }, loop));
+const rate = await fixedCountRate(pair.add, { calls: CALLS, inFlight: IN_FLIGHT, onDone: () => completed++ });
 clearInterval(tick);
-const rate = (CALLS / (performance.now() - started)) * 1000;
 await pair.stop();
 console.log(`${PAIR}: ${Math.round(rate)} calls/s`);

@@ -128,6 +128,26 @@ export async function pipelinedRate(callOnce, { inFlight, windowMs = 2000, warmu
 }
 
 /**
+ * Pipelined throughput over a fixed number of calls (for profiling, where the whole run is the
+ * window): `inFlight` async loops share `calls` calls; `onDone` runs after each completes.
+ * @param {() => Promise<unknown>} callOnce
+ * @returns {Promise<number>} calls per second
+ */
+export async function fixedCountRate(callOnce, { calls, inFlight, onDone }) {
+  let issued = 0;
+  const started = performance.now();
+  const loop = async () => {
+    while (issued < calls) {
+      issued++;
+      await callOnce();
+      onDone?.();
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, loop));
+  return (calls / (performance.now() - started)) * 1000;
+}
+
+/**
  * Run measureFn(subject) for every subject, round-robin, `rounds` times, so drift hits every
  * subject alike. `subjects` is an array (result: array of per-subject result arrays, same order)
  * or a plain object keyed by name (result: object of per-subject result arrays, same keys).
