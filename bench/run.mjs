@@ -23,12 +23,11 @@
 
 import os from "node:os";
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { startRawPeer } from "./lib/raw-parent.mjs";
 import { startOurPeer, spawnOurWorker } from "./lib/our-peer.mjs";
-import { sequentialLatency, sequentialLatencyInterleaved, pipelinedRate, interleaved, median, ratio, percentile, formatTable, machineMeta } from "./lib/measure.mjs";
+import { sequentialLatency, sequentialLatencyInterleaved, pipelinedRate, interleaved, median, ratio, percentile, formatTable, startRunRecord } from "./lib/measure.mjs";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -332,12 +331,7 @@ function report(meta, summary) {
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const started = performance.now();
-  const meta = {
-    ...machineMeta(),
-    quick,
-    rounds: CONFIG.rounds,
-  };
+  const { meta, finish } = startRunRecord({ quick, rounds: CONFIG.rounds });
   log(`${quick ? "quick" : "full"} run, ${CONFIG.rounds} rounds, load ${meta.loadavgStart.map(f2).join(" ")}`);
 
   const big = Buffer.alloc(BIG_BYTES);
@@ -346,14 +340,12 @@ async function main() {
   const rounds = [];
   for (let round = 0; round < CONFIG.rounds; round++) rounds.push(await runRound(round, big));
 
-  meta.loadavgEnd = os.loadavg();
-  meta.roundLoad = rounds.map((r) => r.loadavg[0]);
-  meta.wallSeconds = (performance.now() - started) / 1000;
   const summary = summarize(rounds);
-
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = `${RESULTS_DIR}latest.json`;
-  writeFileSync(file, JSON.stringify({ meta, config: { ...CONFIG, inFlight: IN_FLIGHT, bigBytes: BIG_BYTES, targets: TARGETS }, rounds, summary }, null, 2) + "\n");
+  const file = finish(`${RESULTS_DIR}latest.json`, rounds.map((r) => r.loadavg[0]), {
+    config: { ...CONFIG, inFlight: IN_FLIGHT, bigBytes: BIG_BYTES, targets: TARGETS },
+    rounds,
+    summary,
+  });
 
   console.log(report(meta, summary));
   log(`raw data: ${file}`);

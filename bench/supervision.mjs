@@ -30,13 +30,13 @@
 
 import os from "node:os";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ParentWorker, supervise, worker, pool } from "../dist/index.js";
 import { ECHO_WORKER } from "./lib/our-peer.mjs";
-import { median, ratio, percentile, pipelinedRate, formatTable, machineMeta } from "./lib/measure.mjs";
+import { median, ratio, percentile, pipelinedRate, formatTable, startRunRecord } from "./lib/measure.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
@@ -538,12 +538,7 @@ function report(meta, calls, memory, probes, fleets, callRounds) {
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const started = performance.now();
-  const meta = {
-    ...machineMeta(),
-    quick,
-    rounds: CONFIG.rounds,
-  };
+  const { meta, finish } = startRunRecord({ quick, rounds: CONFIG.rounds });
   log(`${quick ? "quick" : "full"} run, ${CONFIG.rounds} rounds, load ${meta.loadavgStart.map(f2).join(" ")}`);
 
   const callRounds = [];
@@ -565,15 +560,15 @@ async function main() {
     }
   }
 
-  meta.loadavgEnd = os.loadavg();
-  meta.roundLoad = callRounds.map((r) => r.loadavg[0]);
-  meta.wallSeconds = (performance.now() - started) / 1000;
   const calls = summarizeCalls(callRounds);
   const memory = summarizeMemory(probes);
-
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = `${RESULTS_DIR}supervision-latest.json`;
-  writeFileSync(file, JSON.stringify({ meta, config: CONFIG, callRounds, probes, fleets, summary: { calls, memory } }, null, 2) + "\n");
+  const file = finish(`${RESULTS_DIR}supervision-latest.json`, callRounds.map((r) => r.loadavg[0]), {
+    config: CONFIG,
+    callRounds,
+    probes,
+    fleets,
+    summary: { calls, memory },
+  });
   console.log(report(meta, calls, memory, probes, fleets, callRounds));
   log(`raw data: ${file}`);
   return fleets.every((f) => f.pass);

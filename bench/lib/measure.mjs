@@ -1,4 +1,6 @@
 import os from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 // Generic measuring helpers for the benchmark harness. `callOnce` is any () => Promise.
 
 import { performance } from 'node:perf_hooks';
@@ -191,6 +193,25 @@ export function formatTable(rows, columns) {
     (row) => `| ${cols.map((c) => esc((c.format ?? defaultFormat)(row[c.key], row))).join(' | ')} |`,
   );
   return [header, rule, ...body].join('\n');
+}
+
+/**
+ * A bench run's record: `meta` starts as the machine, the options and the load now; `finish`
+ * adds the load at the end, the 1-min load at the start of each round and the wall time, then
+ * writes `{ meta, ...data }` as JSON to `file` and returns its path.
+ */
+export function startRunRecord({ quick, rounds }) {
+  const started = performance.now();
+  const meta = { ...machineMeta(), quick, rounds };
+  const finish = (file, roundLoad, data) => {
+    meta.loadavgEnd = os.loadavg();
+    meta.roundLoad = roundLoad;
+    meta.wallSeconds = (performance.now() - started) / 1000;
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify({ meta, ...data }, null, 2) + "\n");
+    return file;
+  };
+  return { meta, finish };
 }
 
 /** Where and when a bench ran: recorded with every result, since these machines are noisy. */
