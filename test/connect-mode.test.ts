@@ -5,79 +5,29 @@
  * non-default namespace.
  * Every test uses a temporary registry directory, never ~/.multifrost.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CallTimeoutError, FileRegistry, ParentWorker, ServiceNotFoundError, WorkerStartError, type ConnectOptions } from "../src/index.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { CallTimeoutError, ParentWorker, ServiceNotFoundError, WorkerStartError } from "../src/index.js";
 import { fixture, rejectionOf } from "./helpers/fixtures.js";
-import { descendants, reapAll, isAlive, waitFor } from "./helpers/processes.js";
+import { descendants, isAlive, waitFor } from "./helpers/processes.js";
+import { serviceHarness, type Service } from "./helpers/services.js";
 
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
 const PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
 const MATH = fixture("math-worker.mjs");
 
-let registryDir: string;
-let registry: FileRegistry;
-const processes: ChildProcess[] = [];
-const parents: ParentWorker[] = [];
-
-beforeEach(() => {
-  registryDir = mkdtempSync(join(tmpdir(), "multifrost-connect-"));
-  registry = new FileRegistry({ dir: registryDir });
-});
-
-afterEach(async () => {
-  await Promise.all(parents.splice(0).map((worker) => worker.stop()));
-  await reapAll(processes);
-  rmSync(registryDir, { recursive: true, force: true });
-});
+const harness = serviceHarness("multifrost-connect-");
+const { startService, connect } = harness;
 
 afterAll(async () => {
   await waitFor(() => descendants().length === 0, 5000, "no process left behind");
 });
 
-interface Service {
-  process: ChildProcess;
-  stderr: () => string;
-}
-
-/** Starts a process that registers `serviceId`; resolves once its entry (with its pid) is in the registry. */
-async function startService(serviceId: string, command: string, args: string[], env: Record<string, string> = {}): Promise<Service> {
-  const child = spawn(command, args, {
-    env: { ...process.env, MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: serviceId, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  processes.push(child);
-  let stderr = "";
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  child.stdout!.resume();
-  await waitFor(
-    () => {
-      if (child.exitCode !== null) throw new Error(`service exited early (${child.exitCode}): ${stderr}`);
-      try {
-        const entry = JSON.parse(readFileSync(join(registryDir, "services.json"), "utf8"))[serviceId];
-        return entry?.pid === child.pid;
-      } catch {
-        return false;
-      }
-    },
-    10_000,
-    `service '${serviceId}' to register`,
-  );
-  return { process: child, stderr: () => stderr };
-}
-
 const startTsService = (serviceId: string): Promise<Service> => startService(serviceId, process.execPath, [MATH]);
-
-async function connect(serviceId: string, timeoutMs = 5000, options: ConnectOptions = {}): Promise<ParentWorker> {
-  const worker = await ParentWorker.connect(serviceId, timeoutMs, { registryDir, onOutput: () => undefined, ...options });
-  parents.push(worker);
-  return worker;
-}
 
 describe("TS parent ↔ TS service", () => {
   it("connects by name, calls, and stop() leaves the service running", async () => {
@@ -114,16 +64,16 @@ describe("TS parent ↔ TS service", () => {
   it("refuses a second live instance of the same service id", async () => {
     const first = await startTsService("only-one");
     const second = spawn(process.execPath, [MATH], {
-      env: { ...process.env, MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: "only-one" },
+      env: { ...process.env, MULTIFROST_REGISTRY_DIR: harness.registryDir, MF_SERVICE_ID: "only-one" },
       stdio: ["ignore", "ignore", "pipe"],
     });
-    processes.push(second);
+    harness.processes.push(second);
     let stderr = "";
     second.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
     const [code] = await once(second, "close");
     expect(code).toBe(1);
     expect(stderr).toMatch(/ServiceAlreadyRunningError: Service 'only-one' already running \(PID: \d+, port: \d+\)/);
-    expect((await registry.lookup("only-one"))?.pid).toBe(first.process.pid);
+    expect((await harness.registry.lookup("only-one"))?.pid).toBe(first.process.pid);
   });
 
   it("unregisters on SIGTERM and exits 0", async () => {
@@ -131,13 +81,13 @@ describe("TS parent ↔ TS service", () => {
     service.process.kill("SIGTERM");
     const [code] = await once(service.process, "close");
     expect(code).toBe(0);
-    expect(await registry.lookup("leaving")).toBeUndefined();
-    expect(JSON.parse(readFileSync(join(registryDir, "services.json"), "utf8"))).toEqual({});
+    expect(await harness.registry.lookup("leaving")).toBeUndefined();
+    expect(JSON.parse(readFileSync(join(harness.registryDir, "services.json"), "utf8"))).toEqual({});
   });
 
   it("fails connect() with ServiceNotFoundError when nothing registers in time", async () => {
     const started = Date.now();
-    const error = await ParentWorker.connect("nobody-home", 300, { registryDir }).catch((e: unknown) => e);
+    const error = await ParentWorker.connect("nobody-home", 300, { registryDir: harness.registryDir }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ServiceNotFoundError);
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
   });
@@ -148,7 +98,7 @@ describe("TS parent ↔ TS service", () => {
     service.process.kill("SIGKILL");
     await once(service.process, "close");
     // A dead pid's entry is not a live service: connect() does not find it, start() fails.
-    expect(await ParentWorker.connect("gone", 0, { registryDir }).catch((e: unknown) => e)).toBeInstanceOf(ServiceNotFoundError);
+    expect(await ParentWorker.connect("gone", 0, { registryDir: harness.registryDir }).catch((e: unknown) => e)).toBeInstanceOf(ServiceNotFoundError);
     const error = await worker.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkerStartError);
     expect((error as Error).message).toMatch(/Cannot connect to service 'gone'/);
@@ -194,7 +144,7 @@ describe("TS parent ↔ TS service", () => {
 
 describe("across languages through the registry", () => {
   it("TS parent → Python service registered the Python v4 way", async () => {
-    const service = await startService("py-service", PYTHON, [PEER, "child", "--bind", "--register", "py-service", "--registry-dir", registryDir]);
+    const service = await startService("py-service", PYTHON, [PEER, "child", "--bind", "--register", "py-service", "--registry-dir", harness.registryDir]);
     const worker = await connect("py-service");
     await worker.start();
     expect(await worker.call.add(2, 3)).toBe(5);
@@ -204,15 +154,15 @@ describe("across languages through the registry", () => {
     expect(isAlive(service.process.pid!)).toBe(true);
     service.process.kill("SIGTERM");
     await once(service.process, "close");
-    expect(await registry.lookup("py-service")).toBeUndefined(); // Python unregistered itself
+    expect(await harness.registry.lookup("py-service")).toBeUndefined(); // Python unregistered itself
   });
 
   it("Python parent → TS service: every interop case but shutdown passes", async () => {
     const service = await startTsService("ts-for-python");
-    const parent = spawn(PYTHON, [PEER, "connect", "--service", "ts-for-python", "--registry-dir", registryDir], {
+    const parent = spawn(PYTHON, [PEER, "connect", "--service", "ts-for-python", "--registry-dir", harness.registryDir], {
       stdio: ["ignore", "pipe", "pipe"],
     });
-    processes.push(parent);
+    harness.processes.push(parent);
     let stdout = "";
     let stderr = "";
     parent.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));

@@ -7,15 +7,11 @@
  *
  * Waits are on "state" events (or waitFor), with loose bounds: the machine is a noisy 2-core VM.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { ChildProcess } from "node:child_process";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   CallTimeoutError,
   CircuitOpenError,
-  FileRegistry,
   ParentWorker,
   RemoteCallError,
   WorkerExitedError,
@@ -27,7 +23,8 @@ import {
   type StateChange,
 } from "../src/index.js";
 import { fixture, rejectionOf, workerTracker } from "./helpers/fixtures.js";
-import { descendants, isAlive, reapAll, waitFor } from "./helpers/processes.js";
+import { descendants, isAlive, waitFor } from "./helpers/processes.js";
+import { serviceHarness } from "./helpers/services.js";
 
 const SUPERVISED = fixture("supervised-worker.mjs");
 const WRAPPER = fixture("wrapper.sh");
@@ -598,55 +595,15 @@ describe("the circuit breaker", () => {
 });
 
 describe("connect mode: the service dies and comes back elsewhere", () => {
-  let registryDir: string;
-  let registry: FileRegistry;
-  const services: ChildProcess[] = [];
-  const parents: ParentWorker[] = [];
-
-  beforeEach(() => {
-    registryDir = mkdtempSync(join(tmpdir(), "multifrost-supervision-"));
-    registry = new FileRegistry({ dir: registryDir });
-  });
-
-  afterEach(async () => {
-    await Promise.all(parents.splice(0).map((worker) => worker.stop()));
-    await reapAll(services);
-    rmSync(registryDir, { recursive: true, force: true });
-  });
-
+  const harness = serviceHarness("multifrost-supervision-");
   /** Starts supervised-worker.mjs as service `serviceId`; resolves once its entry is registered. */
-  async function startService(serviceId: string): Promise<ChildProcess> {
-    const child = spawn(process.execPath, [SUPERVISED], {
-      env: { ...process.env, MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: serviceId },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    services.push(child);
-    let stderr = "";
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    await waitFor(
-      () => {
-        if (child.exitCode !== null) throw new Error(`service exited early (${child.exitCode}): ${stderr}`);
-        try {
-          return JSON.parse(readFileSync(join(registryDir, "services.json"), "utf8"))[serviceId]?.pid === child.pid;
-        } catch {
-          return false;
-        }
-      },
-      10_000,
-      `service '${serviceId}' to register`,
-    );
-    return child;
-  }
-
-  async function connect(serviceId: string, options: ConnectOptions = {}): Promise<ParentWorker> {
-    const worker = await ParentWorker.connect(serviceId, 5000, { registryDir, onOutput: () => undefined, ...options });
-    parents.push(worker);
-    return worker;
-  }
+  const startService = async (serviceId: string): Promise<ChildProcess> =>
+    (await harness.startService(serviceId, process.execPath, [SUPERVISED])).process;
+  const connect = (serviceId: string, options: ConnectOptions = {}): Promise<ParentWorker> => harness.connect(serviceId, 5000, options);
 
   it("goes restarting → connecting → connected on the new port; calls made meanwhile wait and succeed; stop() leaves the service alone", async () => {
     const first = await startService("phoenix");
-    const firstPort = (await registry.lookup("phoenix"))!.port;
+    const firstPort = (await harness.registry.lookup("phoenix"))!.port;
     const worker = await connect("phoenix", {
       heartbeatInterval: 0.2,
       heartbeatTimeout: 0.5,
@@ -673,7 +630,7 @@ describe("connect mode: the service dies and comes back elsewhere", () => {
     expect(worker.bufferedCalls).toBe(2);
 
     const second = await startService("phoenix");
-    const secondPort = (await registry.lookup("phoenix"))!.port;
+    const secondPort = (await harness.registry.lookup("phoenix"))!.port;
     await changes.next("connected");
     // Found gone by the registry check on disconnect, or (while a killed service is still a zombie
     // whose pid looks alive) by the missed heartbeats, which first make it degraded.
