@@ -3,26 +3,16 @@
  * stdout/stderr messages — in spawn mode (without also arriving through the pipe) and in
  * connect mode (to every parent, but never twice, however many messages it has received).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { FileRegistry, ParentWorker, type OutputStream } from "../src/index.js";
-import { fixture } from "./helpers/fixtures.js";
-import { descendants, reapAll, waitFor } from "./helpers/processes.js";
+import type { OutputStream } from "../src/index.js";
+import { fixture, workerTracker } from "./helpers/fixtures.js";
+import { descendants, waitFor } from "./helpers/processes.js";
+import { serviceHarness } from "./helpers/services.js";
 
 const PRINTER = fixture("printer-worker.mjs");
-const workers: ParentWorker[] = [];
-const processes: ChildProcess[] = [];
-const dirs: string[] = [];
+const tracked = workerTracker();
 
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((worker) => worker.stop()));
-  await reapAll(processes);
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => tracked.stopAll());
 
 afterAll(async () => {
   await waitFor(() => descendants().length === 0, 5000, "no process left behind");
@@ -38,8 +28,7 @@ const count = (lines: [OutputStream, string][], line: string): number => lines.f
 describe("spawn mode", () => {
   it("forwards every line once, in order per stream, whatever printed it", async () => {
     const output = collector();
-    const worker = ParentWorker.spawn(PRINTER, "node", { onOutput: output.onOutput });
-    workers.push(worker);
+    const worker = tracked.spawn(PRINTER, "node", { onOutput: output.onOutput });
     await worker.start();
     expect(await worker.call.printAll()).toBe("printed");
     const expectedStdout = ["log line", "info line", "partial", "second", "multi", "line", "{ obj: 1 }"];
@@ -52,8 +41,7 @@ describe("spawn mode", () => {
 
   it("still sends a line once after many calls (v4 sent it once per message received)", async () => {
     const output = collector();
-    const worker = ParentWorker.spawn(PRINTER, "node", { onOutput: output.onOutput });
-    workers.push(worker);
+    const worker = tracked.spawn(PRINTER, "node", { onOutput: output.onOutput });
     await worker.start();
     for (let i = 0; i < 50; i++) await worker.call.noop();
     await worker.call.print("after fifty calls");
@@ -65,23 +53,13 @@ describe("spawn mode", () => {
 });
 
 describe("connect mode", () => {
+  const harness = serviceHarness("multifrost-output-");
+
   it("sends each line to every connected parent once, and forgets parents that left", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "multifrost-output-"));
-    dirs.push(dir);
-    const service = spawn(process.execPath, [PRINTER], {
-      env: { ...process.env, MULTIFROST_REGISTRY_DIR: dir, MF_SERVICE_ID: "printer" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    processes.push(service);
-    let serviceStdout = "";
-    service.stdout!.setEncoding("utf8").on("data", (chunk: string) => (serviceStdout += chunk));
-    service.stderr!.resume();
-    const registry = new FileRegistry({ dir });
-    await registry.discover("printer", 10_000);
+    const service = await harness.startService("printer", process.execPath, [PRINTER]);
 
     const outputs = [collector(), collector(), collector()];
-    const parents = await Promise.all(outputs.map((o) => ParentWorker.connect("printer", 5000, { registryDir: dir, onOutput: o.onOutput })));
-    workers.push(...parents);
+    const parents = await Promise.all(outputs.map((o) => harness.connect("printer", 5000, { onOutput: o.onOutput })));
     await Promise.all(parents.map((p) => p.start())); // each has now been heard (heartbeat)
     for (let i = 0; i < 20; i++) await parents[i % 3]!.call.noop();
 
@@ -103,6 +81,6 @@ describe("connect mode", () => {
     expect(count(outputs[2]!.lines, "after one left")).toBe(0);
 
     // Printed before any parent had connected: on the service's own stdout, not lost.
-    expect(serviceStdout).toContain("booting before any parent");
+    expect(service.stdout()).toContain("booting before any parent");
   });
 });

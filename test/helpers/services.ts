@@ -8,6 +8,8 @@ import { reapAll, waitFor } from "./processes.js";
 
 export interface Service {
   process: ChildProcess;
+  /** What the service printed so far. */
+  stdout: () => string;
   stderr: () => string;
 }
 
@@ -60,9 +62,10 @@ export function serviceHarness(dirPrefix: string): ServiceHarness {
         stdio: ["ignore", "pipe", "pipe"],
       });
       processes.push(child);
+      let stdout = "";
       let stderr = "";
+      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
       child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-      child.stdout!.resume();
       await waitFor(
         () => {
           if (child.exitCode !== null) throw new Error(`service exited early (${child.exitCode}): ${stderr}`);
@@ -76,7 +79,7 @@ export function serviceHarness(dirPrefix: string): ServiceHarness {
         10_000,
         `service '${serviceId}' to register`,
       );
-      return { process: child, stderr: () => stderr };
+      return { process: child, stdout: () => stdout, stderr: () => stderr };
     },
 
     async connect(serviceId, timeoutMs = 5000, options = {}) {
