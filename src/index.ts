@@ -1,7 +1,7 @@
 export { ParentWorker } from "./parent-worker.js";
 export type { SpawnOptions, ConnectOptions, CircuitBreakerOptions, InspectOption, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
-export type { BackoffOptions } from "./actors/backoff.js";
-export type { FailureWindowOptions } from "./actors/failure-window.js";
+export type { BackoffOptions } from "./core/backoff.js";
+export type { FailureWindowOptions } from "./core/failure-window.js";
 export { ParentHandle } from "./parent-handle.js";
 export { ChildWorker } from "./child-worker.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";

@@ -1,10 +1,10 @@
 import { EventEmitter } from "node:events";
 import { basename } from "node:path";
 import { createActor, fromPromise, type Actor, type AnyActorRef, type InspectionEvent, type Observer } from "xstate";
-import { resolveBackoff, type BackoffOptions } from "./actors/backoff.js";
+import { resolveBackoff, type BackoffOptions } from "./core/backoff.js";
 import { CallTable, type PendingCall } from "./actors/call-table.js";
 import { splitCommandLine } from "./actors/command-line.js";
-import { FailureWindow, type FailureWindowOptions } from "./actors/failure-window.js";
+import { FailureWindow, type FailureWindowOptions } from "./core/failure-window.js";
 import { StateWaiters } from "./actors/state-waiters.js";
 import { ProcessActor, type ProcessExit } from "./actors/process-actor.js";
 import { DealerChannel } from "./actors/zmq-channel.js";

@@ -1,5 +1,5 @@
 import { createActor, fromPromise, type Actor, type AnyActorRef } from "xstate";
-import { RestartIntensity } from "./actors/restart-intensity.js";
+import { RestartIntensity } from "./core/restart-intensity.js";
 import { StateWaiters } from "./actors/state-waiters.js";
 import type { CallOptions, CallProxy, DynamicFunctions } from "./call-proxy.js";
 import { createCallProxy } from "./call-proxy.js";

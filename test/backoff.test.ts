@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, DEFAULT_BACKOFF, resolveBackoff, type BackoffOptions } from "../src/actors/backoff.js";
+import { backoffDelay, DEFAULT_BACKOFF, resolveBackoff, type BackoffOptions } from "../src/core/backoff.js";
 import { InvalidArgumentError } from "../src/errors.js";
 
 const noJitter = (): number => 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_FAILURE_WINDOW, FailureWindow, type FailureWindowOptions } from "../src/actors/failure-window.js";
+import { DEFAULT_FAILURE_WINDOW, FailureWindow, type FailureWindowOptions } from "../src/core/failure-window.js";
 import { InvalidArgumentError } from "../src/errors.js";
 
 /** A clock the test moves by hand. */

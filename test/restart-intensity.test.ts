@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RestartIntensity } from "../src/actors/restart-intensity.js";
+import { RestartIntensity } from "../src/core/restart-intensity.js";
 import { InvalidArgumentError } from "../src/errors.js";
 
 /** A clock the test moves by hand. */

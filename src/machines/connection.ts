@@ -1,5 +1,5 @@
 import { assign, fromPromise, raise, setup, type SnapshotFrom } from "xstate";
-import { backoffDelay, type BackoffOptions } from "../actors/backoff.js";
+import { backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import { errorSummary } from "../errors.js";
 
 /**
