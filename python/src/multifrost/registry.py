@@ -1,0 +1,417 @@
+"""The v4 file registry (`services.json`), shared with the TypeScript side and with JS/Python v4.
+
+Same file, format and locks as src/registry/*.ts: `{"<id>": {"port", "pid", "started"}}` in
+`$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write under JS v4's
+lock directory (`services.json.lock`, proper-lockfile's) and Python v4's `services.lock` (created
+exclusively with the owner's pid inside), always taken in that order; the file is replaced
+atomically (temp file, fsync, rename). Reads take no lock.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import os
+import random
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Final, TypeVar
+
+REGISTRY_DIR_ENV: Final = "MULTIFROST_REGISTRY_DIR"
+REGISTRY_FILE_NAME: Final = "services.json"
+PYTHON_LOCK_FILE_NAME: Final = "services.lock"
+#: proper-lockfile's staleness threshold, as JS v4 uses it.
+JS_LOCK_STALE_S: Final = 10.0
+#: A `services.lock` without a readable pid this old is left over from a crash.
+UNREADABLE_PYTHON_LOCK_STALE_S: Final = 30.0
+DEFAULT_LOCK_TIMEOUT_S: Final = 10.0
+DISCOVER_POLL_S: Final = 0.1
+MAX_SERVICE_ID_LENGTH: Final = 256
+_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
+
+T = TypeVar("T")
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be read, locked or written."""
+
+
+class ServiceAlreadyRunningError(RegistryError):
+    """Another live process owns the service id."""
+
+    def __init__(self, service_id: str, pid: int, port: int) -> None:
+        super().__init__(f"Service '{service_id}' already running (PID: {pid}, port: {port})")
+        self.service_id = service_id
+        self.pid = pid
+        self.port = port
+
+
+class ServiceNotFoundError(RegistryError, TimeoutError):
+    def __init__(self, service_id: str, timeout: float) -> None:
+        super().__init__(f"Service '{service_id}' not found within {timeout:g}s")
+        self.service_id = service_id
+
+
+def is_process_alive(pid: int) -> bool:
+    """True if a process with this pid exists (EPERM: it exists, another user's)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def _is_pid(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 0x7FFFFFFF
+
+
+def check_service_id(service_id: Any) -> str:
+    if not isinstance(service_id, str) or service_id == "":
+        raise ValueError("service_id must be a non-empty string")
+    if len(service_id) > MAX_SERVICE_ID_LENGTH:
+        raise ValueError(f"service_id must be at most {MAX_SERVICE_ID_LENGTH} characters (got {len(service_id)})")
+    if _CONTROL.search(service_id):
+        raise ValueError(f"service_id must not contain control characters: {service_id!r}")
+    return service_id
+
+
+def to_entry(stored: Any) -> dict[str, Any] | None:
+    """The entry's public shape, or None if it has no valid port and pid."""
+    if not isinstance(stored, dict):
+        return None
+    port, pid, started = stored.get("port"), stored.get("pid"), stored.get("started")
+    if not _is_port(port) or not _is_pid(pid):
+        return None
+    return {"port": port, "pid": pid, "started": started if isinstance(started, str) else ""}
+
+
+def parse_registry(text: str) -> dict[str, dict[str, Any]] | str:
+    """The valid entries as stored (extra keys kept), or a string saying what is wrong."""
+    if text.strip() == "":
+        return "empty file"
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        return str(exc)
+    if not isinstance(parsed, dict):
+        return "the top level is not a JSON object"
+    return {key: value for key, value in parsed.items() if to_entry(value) is not None}
+
+
+def _utc_now_iso() -> str:
+    """`started` exactly as JS writes it: `toISOString()`, UTC, milliseconds, `Z`."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+# One update at a time per registry file in this process (threads queue instead of polling).
+_process_locks: dict[str, threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+
+
+def _process_lock(path: str) -> threading.Lock:
+    with _process_locks_guard:
+        return _process_locks.setdefault(path, threading.Lock())
+
+
+def _jitter(seconds: float) -> float:
+    return seconds * (0.5 + random.random() * 0.5)
+
+
+class _JsLock:
+    """proper-lockfile's lock: the directory `<file>.lock`; stale when its mtime is > 10 s old."""
+
+    def __init__(self, registry_file: str, timeout: float) -> None:
+        self.path = registry_file + ".lock"
+        self._mtime = 0.0
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                os.mkdir(self.path)
+                self._mtime = os.stat(self.path).st_mtime
+                return
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise RegistryError(f"cannot lock {registry_file}: {exc}") from exc
+            try:
+                age = time.time() - os.stat(self.path).st_mtime
+            except FileNotFoundError:
+                continue  # released meanwhile
+            if age > JS_LOCK_STALE_S:
+                # proper-lockfile removes a stale lock and tries again at once; so do we.
+                try:
+                    os.rmdir(self.path)
+                except OSError:
+                    pass
+                continue
+            if time.monotonic() >= deadline:
+                raise RegistryError(f"the registry lock {self.path} was still held after {timeout:g}s")
+            time.sleep(_jitter(delay))
+            delay = min(delay * 1.5, 0.1)
+
+    def assert_held(self) -> None:
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError as exc:
+            raise RegistryError(f"lost the registry lock {self.path}: {exc}") from exc
+        if mtime != self._mtime:
+            raise RegistryError(f"lost the registry lock {self.path}: taken over by another process")
+
+    def release(self) -> None:
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+
+
+def _read_holder(path: str) -> tuple[int | None, int, float] | None:
+    """(pid inside or None, inode, mtime) of Python v4's lock file, or None if it is gone."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            info = os.fstat(handle.fileno())
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RegistryError(f"cannot read the registry lock {path}: {exc}") from exc
+    match = re.fullmatch(r"\s*(\d+)\s*", text)
+    return (int(match.group(1)) if match else None, info.st_ino, info.st_mtime)
+
+
+def _remove_if_stale(path: str) -> bool:
+    """Removes a `services.lock` whose owner is gone; True when the caller should retry at once."""
+    holder = _read_holder(path)
+    if holder is None:
+        return True
+    pid, ino, mtime = holder
+    if pid is None:
+        age = time.time() - mtime
+        if age <= UNREADABLE_PYTHON_LOCK_STALE_S:
+            return False  # its owner may be writing its pid right now
+        why = f"no pid inside, {round(age)} s old"
+    elif pid == os.getpid():
+        why = "left behind by this process"
+    elif not is_process_alive(pid):
+        why = f"its owner, pid {pid}, is gone"
+    else:
+        return False
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return True
+    if now.st_ino != ino or now.st_mtime != mtime:
+        return True
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    sys.__stderr__.write(f"multifrost registry: removed the stale lock {path} ({why})\n")
+    return True
+
+
+def _acquire_python_lock(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise RegistryError(f"cannot create the registry lock {path}: {exc}") from exc
+        else:
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+            return
+        if _remove_if_stale(path):
+            continue
+        if time.monotonic() >= deadline:
+            holder = _read_holder(path)
+            by = f" by pid {holder[0]}" if holder and holder[0] is not None else ""
+            raise RegistryError(
+                f"the registry lock {path} was still held after {timeout:g}s{by}; "
+                "remove it if no Multifrost process is updating the registry"
+            )
+        time.sleep(_jitter(0.075))
+
+
+def write_registry_file(path: str, document: dict[str, Any]) -> None:
+    """Atomic replace: a uniquely named temp file in the same directory, fsync, rename."""
+    directory, name = os.path.split(path)
+    temp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    try:
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as exc:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise RegistryError(f"cannot write {path}: {exc}") from exc
+
+
+class FileRegistry:
+    """Register, unregister and discover services in the shared `services.json`."""
+
+    def __init__(self, dir: str | os.PathLike[str] | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+        base = dir or os.environ.get(REGISTRY_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".multifrost")
+        self.dir = os.path.abspath(os.fspath(base))
+        self.path = os.path.join(self.dir, REGISTRY_FILE_NAME)
+        if not lock_timeout >= 0:
+            raise ValueError(f"lock_timeout must be >= 0 (got {lock_timeout})")
+        self._lock_timeout = lock_timeout
+
+    # -- public -------------------------------------------------------------------------------
+
+    def register(self, service_id: str, port: int, pid: int | None = None) -> dict[str, Any]:
+        """Records service_id -> port owned by pid (default: this process).
+
+        Replaces an entry whose owner is dead or is pid itself; raises ServiceAlreadyRunningError
+        if another live process owns it.
+        """
+        check_service_id(service_id)
+        if not _is_port(port):
+            raise ValueError(f"port must be an integer in 1..65535 (got {port!r})")
+        owner = os.getpid() if pid is None else pid
+        if not _is_pid(owner):
+            raise ValueError(f"pid must be a positive integer (got {owner!r})")
+
+        def change(document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+            existing = to_entry(document.get(service_id))
+            if existing and existing["pid"] != owner and is_process_alive(existing["pid"]):
+                raise ServiceAlreadyRunningError(service_id, existing["pid"], existing["port"])
+            entry = {"port": port, "pid": owner, "started": _utc_now_iso()}
+            document[service_id] = dict(entry)
+            return entry, True
+
+        return self._update(change)
+
+    def unregister(self, service_id: str, pid: int | None = None) -> bool:
+        """Removes the entry only if pid (default: this process) owns it; returns whether it did."""
+        check_service_id(service_id)
+        owner = os.getpid() if pid is None else pid
+
+        def change(document: dict[str, Any]) -> tuple[bool, bool]:
+            entry = to_entry(document.get(service_id))
+            if entry is None or entry["pid"] != owner:
+                return False, False
+            del document[service_id]
+            return True, True
+
+        return self._update(change)
+
+    def lookup(self, service_id: str) -> dict[str, Any] | None:
+        check_service_id(service_id)
+        return _live_entry(self._read_unlocked(), service_id)
+
+    def discover(self, service_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        check_service_id(service_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = _live_entry(self._read_unlocked(), service_id)
+            if entry is not None:
+                return entry
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServiceNotFoundError(service_id, timeout)
+            time.sleep(min(DISCOVER_POLL_S, left))
+
+    def list(self) -> dict[str, dict[str, Any]]:
+        document = self._read_unlocked()
+        return {key: entry for key in document if (entry := _live_entry(document, key)) is not None}
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _read_unlocked(self) -> dict[str, Any]:
+        read = self._read(self.path)
+        return read if isinstance(read, dict) else {}
+
+    @staticmethod
+    def _read(path: str) -> dict[str, Any] | str:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc}") from exc
+        return parse_registry(text)
+
+    def _prepare_dir(self) -> str:
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            info = os.stat(self.dir)
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                os.chmod(self.dir, 0o700)
+            # JS v4 locks realpath(services.json) + ".lock": name the same directory.
+            return os.path.realpath(self.dir)
+        except OSError as exc:
+            raise RegistryError(f"cannot prepare the registry directory {self.dir}: {exc}") from exc
+
+    def _update(self, change: Callable[[dict[str, Any]], tuple[T, bool]]) -> T:
+        canonical = self._prepare_dir()
+        registry_file = os.path.join(canonical, REGISTRY_FILE_NAME)
+        python_lock = os.path.join(canonical, PYTHON_LOCK_FILE_NAME)
+        with _process_lock(registry_file):
+            js_lock = _JsLock(registry_file, self._lock_timeout)
+            try:
+                _acquire_python_lock(python_lock, self._lock_timeout)
+                try:
+                    read = self._read(registry_file)
+                    if isinstance(read, str):
+                        # Under both locks nobody is writing: real damage, not a write in progress.
+                        _set_aside_corrupt(registry_file, read)
+                        read = {}
+                    result, changed = change(read)
+                    if changed:
+                        js_lock.assert_held()
+                        write_registry_file(registry_file, read)
+                    return result
+                finally:
+                    try:
+                        os.unlink(python_lock)
+                    except OSError:
+                        pass
+            finally:
+                js_lock.release()
+
+
+def _live_entry(document: dict[str, Any], service_id: str) -> dict[str, Any] | None:
+    entry = to_entry(document.get(service_id))
+    return entry if entry is not None and is_process_alive(entry["pid"]) else None
+
+
+def _set_aside_corrupt(path: str, problem: str) -> None:
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat().replace(":", "-").replace(".", "-")
+    aside = f"{path}.corrupt-{stamp}"
+    try:
+        os.rename(path, aside)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return
+        raise RegistryError(f"cannot move the corrupt {path} aside: {exc}") from exc
+    sys.__stderr__.write(
+        f"multifrost registry: {path} was corrupt ({problem}), starting from an empty registry; "
+        f"the bad file was kept as {aside}\n"
+    )
