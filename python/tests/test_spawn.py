@@ -7,7 +7,7 @@ import time
 import msgpack
 import zmq
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
 WORKER = textwrap.dedent("""
     from multifrost import ChildWorker
     class W(ChildWorker):
@@ -18,7 +18,7 @@ WORKER = textwrap.dedent("""
 
 
 def run_worker(env_port, **popen):
-    env = dict(os.environ, PYTHONPATH=SRC)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__import__("multifrost").__file__)))
     env.pop("COMLINK_ZMQ_PORT", None)
     if env_port is not None:
         env["COMLINK_ZMQ_PORT"] = env_port
