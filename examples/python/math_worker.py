@@ -1,9 +1,15 @@
 """A Python worker: statistics and arithmetic for the Node parent in examples/demo.ts."""
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from v4child import ChildWorker
+try:
+    from multifrost import ChildWorker  # installed: pip install ./python
+except ImportError:  # a fresh clone: use the library from the repository's python/src
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python" / "src"))
+    from multifrost import ChildWorker
 
 
 class MathWorker(ChildWorker):
@@ -28,8 +34,14 @@ class MathWorker(ChildWorker):
         return a / b  # b == 0 raises ZeroDivisionError -> RemoteCallError in Node
 
     def slow(self, seconds):
-        time.sleep(seconds)
+        time.sleep(seconds)  # runs in the worker's thread pool: heartbeats and other calls go on
         return seconds
+
+    async def fetch_later(self, value, seconds):
+        import asyncio  # async def handlers run on the worker's asyncio loop
+
+        await asyncio.sleep(seconds)
+        return value
 
 
 if __name__ == "__main__":
