@@ -3,6 +3,7 @@ import { Dispatcher, type Handler } from "./actors/dispatcher.js";
 import { OutputCapture } from "./actors/output-capture.js";
 import { PeerTable } from "./actors/peer-table.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
+import { InvalidArgumentError } from "./errors.js";
 import { FileRegistry, type RegistryBackend } from "./registry/index.js";
 import {
   DEFAULT_NAMESPACE,
@@ -38,6 +39,14 @@ export interface ChildWorkerOptions {
    * has not exited by itself this long after `run()` resolved. Default 1000 ms; `false` never exits.
    */
   exitAfterStopMs?: number | false;
+  /**
+   * Spawn mode: stop (as when the parent dies) once the connection to the parent has been down
+   * this long, and exit after `exitAfterStopMs`. It catches a parent that died behind a wrapper
+   * (`/bin/sh -c`, npx), which leaves our ppid unchanged. Counted only after a first connection;
+   * a reconnection within the grace cancels it. `false`: watch the ppid only.
+   * @default 2000
+   */
+  orphanGraceMs?: number | false;
   /** Process-wide SIGTERM/SIGINT handling by `run()`. Default true. */
   handleSignals?: boolean;
   /**
@@ -77,7 +86,9 @@ export abstract class ChildWorker {
   protected namespace: string = DEFAULT_NAMESPACE;
   protected readonly serviceId: string | undefined;
 
-  readonly #options: Required<Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "handleSignals" | "forwardOutput">>;
+  readonly #options: Required<
+    Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "orphanGraceMs" | "handleSignals" | "forwardOutput">
+  >;
   readonly #peers = new PeerTable();
   #capture: OutputCapture | undefined;
   /** Connect mode's settings; undefined in spawn-only workers (no serviceId). */
@@ -91,6 +102,7 @@ export abstract class ChildWorker {
   #resolveRun: (() => void) | undefined;
   #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
   #parentWatch: NodeJS.Timeout | undefined;
+  #orphanTimer: NodeJS.Timeout | undefined;
   readonly #stats: ChildWorkerStats = { callsReceived: 0, heartbeatsAnswered: 0, rejected: {}, sendFailures: 0, linesForwarded: 0 };
 
   constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
@@ -100,6 +112,7 @@ export abstract class ChildWorker {
       concurrency: options.concurrency ?? 64,
       shutdownGraceMs: options.shutdownGraceMs ?? 5000,
       exitAfterStopMs: options.exitAfterStopMs ?? 1000,
+      orphanGraceMs: checkOrphanGrace(options.orphanGraceMs ?? 2000),
       handleSignals: options.handleSignals ?? true,
       forwardOutput: options.forwardOutput ?? true,
     };
@@ -160,6 +173,7 @@ export abstract class ChildWorker {
     // Before registering: a SIGTERM right after the entry appears must stop us cleanly.
     this.#installSignalHandlers();
     if (endpoint !== undefined) {
+      this.#watchParentConnection(channel);
       channel.connect(endpoint);
       this.#watchParent();
     } else {
@@ -266,6 +280,7 @@ export abstract class ChildWorker {
     // Signal handlers stay until the end: removing ours while a SIGTERM is being dispatched
     // would leave signal-exit (loaded by proper-lockfile) alone, and it re-raises the signal.
     if (this.#parentWatch) clearInterval(this.#parentWatch);
+    clearTimeout(this.#orphanTimer);
     const channel = this.#channel;
     if (this.#dispatcher && reason !== "parent-gone") {
       await withTimeout(this.#dispatcher.idle(), this.#options.shutdownGraceMs);
@@ -321,6 +336,36 @@ export abstract class ChildWorker {
     }, PARENT_WATCH_MS);
     this.#parentWatch.unref();
   }
+
+  /**
+   * In spawn mode, a parent behind a wrapper can die without changing our ppid; its connection
+   * dropping tells. Only a connection that once was counts, so a slow parent is not mistaken for
+   * a dead one.
+   */
+  #watchParentConnection(channel: RouterChannel): void {
+    const graceMs = this.#options.orphanGraceMs;
+    if (graceMs === false) return;
+    let connected = false;
+    channel.watchConnection(
+      () => {
+        connected = true;
+        clearTimeout(this.#orphanTimer);
+        this.#orphanTimer = undefined;
+      },
+      () => {
+        if (!connected || this.#orphanTimer !== undefined || this.#stopping) return;
+        this.#orphanTimer = setTimeout(() => void this.#stop("parent-gone"), graceMs);
+        this.#orphanTimer.unref();
+      },
+    );
+  }
+}
+
+function checkOrphanGrace(value: number | false): number | false {
+  if (value !== false && !(typeof value === "number" && Number.isFinite(value) && value >= 0)) {
+    throw new InvalidArgumentError(`orphanGraceMs must be a non-negative number of milliseconds or false, got ${String(value)}`);
+  }
+  return value;
 }
 
 /** Calls refused for a malformed field; the rest of the rejected frames are dropped silently. */

@@ -4,6 +4,7 @@
  * the same ParentWorker, and wrappers whose real worker is a grandchild.
  */
 import { once } from "node:events";
+import { readFileSync, readdirSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   ParentWorker,
@@ -31,6 +32,29 @@ async function stopExpectingSigkill(worker: ParentWorker): Promise<void> {
   expect(elapsed).toBeGreaterThanOrEqual(750);
   expect(elapsed).toBeLessThan(5000);
   expect(((await exit) as [ExitInfo])[0]).toEqual({ code: null, signal: "SIGKILL" });
+}
+
+interface GroupMember {
+  pid: number;
+  state: string;
+  ppid: number;
+}
+
+/** Every process whose process group is `pgid`, zombies included, read from /proc. */
+function groupMembers(pgid: number): GroupMember[] {
+  const members: GroupMember[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(pgrp) === pgid) members.push({ pid: Number(entry), state: state!, ppid: Number(ppid) });
+  }
+  return members;
 }
 
 /** Workers a test spawned; afterEach stops every one of them, pass or fail. */
@@ -377,6 +401,41 @@ describe("wrappers: the real worker is a grandchild", () => {
     expect(isAlive(wrapperPid)).toBe(false);
     expect(isAlive(workerPid)).toBe(false);
     expect(descendants()).toEqual([]);
+  });
+
+  it("stop() returns only when nothing of the group runs: 50 stops of wrappers and workers that ignore SIGTERM", async () => {
+    const groups: number[] = [];
+    try {
+      for (let i = 0; i < 50; i++) {
+        // Half of the workers hold the parent's pipes (their closing is a late sign of death), half do not.
+        const wrapper = i % 2 === 0 ? "stubborn-wrapper.sh" : "quiet-stubborn-wrapper.sh";
+        const worker = spawnWorker(fixture(wrapper), "sh", { env, shutdownTimeout: 10, killTimeout: 20 });
+        await worker.start();
+        const pgid = worker.pid!;
+        groups.push(pgid);
+        const workerPid = (await worker.call.pid()) as number;
+        expect(groupMembers(pgid).map(({ pid }) => pid)).toEqual(expect.arrayContaining([pgid, workerPid]));
+        await worker.stop();
+        const left = groupMembers(pgid);
+        expect(left.filter(({ state }) => state !== "Z"), `stop #${i}: group ${pgid}`).toEqual([]);
+        // A grandchild that outlived the shell is PID 1's to reap, never ours: no zombie waits on
+        // this process or on anything of the group.
+        for (const zombie of left) {
+          expect(zombie.ppid, `stop #${i}: zombie ${zombie.pid}`).not.toBe(process.pid);
+          expect(left.map(({ pid }) => pid)).not.toContain(zombie.ppid);
+        }
+      }
+      // Such zombies are gone once PID 1 reaps them (lazily on some machines): nothing of any group stays.
+      await waitFor(() => groups.every((pgid) => groupMembers(pgid).length === 0), 10_000, "every group gone, zombies included");
+    } finally {
+      for (const pgid of groups) {
+        try {
+          process.kill(-pgid, "SIGKILL");
+        } catch {
+          // ESRCH: gone, as it should be
+        }
+      }
+    }
   });
 
   it("when the wrapper dies, its orphaned worker goes with it and pending calls fail", async () => {

@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import { LineSplitter } from "./line-splitter.js";
 
 /**
  * One child process in its own process group. Reads its stdout/stderr line by line, keeps the
  * last stderr lines for error reports, signals the whole group (so wrappers such as npx, tsx or
- * sh leave no orphans) and reports the exit once.
+ * sh leave no orphans), reports the exit once, and is done only when nothing of the group is
+ * left (see `whenExited`).
  */
 export interface ProcessSpec {
   argv: readonly string[];
@@ -47,11 +49,74 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
+/** How long the group may take to vanish after its SIGKILL before `whenExited` gives up and warns. */
+const GROUP_GONE_TIMEOUT_MS = 2000;
+const GROUP_POLL_FIRST_MS = 5;
+const GROUP_POLL_MAX_MS = 50;
+
+/**
+ * Pids of the group's members that are not zombies; [] once the group is gone. A zombie has
+ * ended (no memory, no descriptors, no CPU) and only waits for its parent to read its status;
+ * zombies are left out because orphans are reaped by PID 1, and an init that reaps lazily
+ * (this project's VMs: 1.3–2 s) would otherwise hold every stop() up by that long.
+ * Without /proc (macOS), the group counts as present until kill(-pgid, 0) fails.
+ */
+function groupMembers(pgid: number): number[] {
+  try {
+    process.kill(-pgid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return [];
+  }
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [pgid];
+  }
+  const members: number[] = [];
+  for (const entry of entries) {
+    if (entry.charCodeAt(0) > 57) continue; // only the numeric entries are processes
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // After the ")" closing the command name: state ppid pgrp ...
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 3);
+    if (Number(fields[2]) !== pgid) continue;
+    const state = fields[0];
+    if (state !== "Z" && state !== "X") members.push(Number(entry));
+  }
+  return members;
+}
+
+/**
+ * SIGKILLs the group until none of its members is left (re-sent on every poll, for a member
+ * forked while the first signal went out), polling at growing intervals. Resolves with the
+ * pids still there after `timeoutMs` ([] when the group is gone).
+ */
+async function killGroupAndWait(pgid: number, timeoutMs: number): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = GROUP_POLL_FIRST_MS;
+  for (;;) {
+    const members = groupMembers(pgid);
+    if (members.length === 0 || Date.now() >= deadline) return members;
+    signalGroup(pgid, "SIGKILL");
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, GROUP_POLL_MAX_MS);
+  }
+}
+
 export class ProcessActor {
   readonly #child: ChildProcess;
   readonly #stderrTail: string[] = [];
+  /** Set when the leader has exited and its output is drained (`onExit` has run). */
   #exit: ProcessExit | undefined;
+  /** Resolves once `#exit` is set and the group is gone. */
   #exited: Promise<ProcessExit>;
+  #groupGone = false;
+  #groupLeft: readonly number[] = [];
 
   constructor(spec: ProcessSpec, events: ProcessEvents) {
     const [command, ...args] = spec.argv;
@@ -80,24 +145,44 @@ export class ProcessActor {
     let exitInfo: ProcessExit | undefined;
     let resolveExited!: (exit: ProcessExit) => void;
     this.#exited = new Promise((resolve) => (resolveExited = resolve));
-    // Report the exit once both pipes are drained, so the stderr tail is complete.
+    // Report the exit once both pipes are drained, so the stderr tail is complete. The exit is
+    // reported at once (calls fail fast); `whenExited` waits for the rest of the group too.
     const finish = (): void => {
       if (exitInfo === undefined || streamsOpen > 0 || this.#exit !== undefined) return;
       stdout.flush();
       stderr.flush();
-      this.#exit = exitInfo;
-      if (pid !== undefined) {
-        // The leader is gone; anything left in its group (a wrapper's grandchild) goes too.
-        signalGroup(pid, "SIGKILL");
-        liveGroups.delete(pid);
+      const exit = exitInfo;
+      this.#exit = exit;
+      // Usually nothing is left: then `exited` holds before the exit is reported.
+      if (pid === undefined || groupMembers(pid).length === 0) {
+        this.#groupGone = true;
+        if (pid !== undefined) liveGroups.delete(pid);
+        resolveExited(exit);
+      } else {
+        void killGroupAndWait(pid, GROUP_GONE_TIMEOUT_MS).then((left) => {
+          this.#groupLeft = left;
+          this.#groupGone = true;
+          if (left.length === 0) {
+            liveGroups.delete(pid);
+          } else {
+            // Kept in the exit hook's set: SIGKILLed again if this process exits first.
+            process.emitWarning(
+              `process group ${pid} still has ${left.join(", ")} ${GROUP_GONE_TIMEOUT_MS} ms after SIGKILL (uninterruptible sleep?)`,
+              { code: "MULTIFROST_GROUP_LEFT" },
+            );
+          }
+          resolveExited(exit);
+        });
       }
-      events.onExit(exitInfo);
-      resolveExited(exitInfo);
+      events.onExit(exit);
     };
     this.#child.stdout?.on("close", () => (streamsOpen--, finish()));
     this.#child.stderr?.on("close", () => (streamsOpen--, finish()));
     this.#child.on("exit", (code, signal) => {
       exitInfo = { code, signal };
+      // The leader is gone; anything left in its group (a wrapper's grandchild) goes too. Killed
+      // now rather than after the pipes close, which such a grandchild may hold open.
+      if (pid !== undefined) signalGroup(pid, "SIGKILL");
       // A grandchild that inherited the pipes can keep them open after the leader exits.
       setTimeout(() => {
         streamsOpen = 0;
@@ -111,6 +196,7 @@ export class ProcessActor {
         exitInfo = { code: null, signal: null };
         streamsOpen = 0;
         this.#exit = exitInfo;
+        this.#groupGone = true;
         events.onSpawnError(error);
         resolveExited(exitInfo);
       }
@@ -121,8 +207,9 @@ export class ProcessActor {
     return this.#child.pid;
   }
 
+  /** True once the process has exited and nothing of its group is left (as `whenExited`). */
   get exited(): boolean {
-    return this.#exit !== undefined;
+    return this.#groupGone;
   }
 
   get exitInfo(): ProcessExit | undefined {
@@ -133,12 +220,25 @@ export class ProcessActor {
     return this.#stderrTail;
   }
 
-  /** Resolves when the process has exited and its output is drained. */
+  /**
+   * Pids of the group still alive when `whenExited` gave up waiting for them (a process stuck in
+   * uninterruptible sleep ignores even SIGKILL); [] normally.
+   */
+  get groupLeft(): readonly number[] {
+    return this.#groupLeft;
+  }
+
+  /**
+   * Resolves when the process has exited, its output is drained and nothing of its process group
+   * is left: once the leader exits, the rest of the group is SIGKILLed and polled until none of
+   * it runs (zombies awaiting their reaper count as gone), for at most 2 s, after which it
+   * resolves anyway with a `MULTIFROST_GROUP_LEFT` process warning (see `groupLeft`).
+   */
   whenExited(): Promise<ProcessExit> {
     return this.#exited;
   }
 
-  /** Sends a signal to the whole process group. */
+  /** Sends a signal to the whole process group; false once the leader has exited. */
   signal(signal: NodeJS.Signals): boolean {
     const pid = this.#child.pid;
     if (pid === undefined || this.#exit !== undefined) return false;
@@ -147,13 +247,14 @@ export class ProcessActor {
 
   /**
    * Ends the process: waits `graceMs` for it to leave by itself (after a shutdown message the
-   * caller already sent), then SIGTERM to the group, then SIGKILL after `killAfterMs`.
+   * caller already sent), then SIGTERM to the group, then SIGKILL after `killAfterMs`. Resolves
+   * as `whenExited`: when nothing of the group is left.
    */
   async terminate(graceMs: number, killAfterMs: number): Promise<ProcessExit> {
-    if (this.#exit) return this.#exit;
-    if (await this.#exitsWithin(graceMs)) return this.#exit!;
+    if (this.#exit) return this.#exited;
+    if (await this.#exitsWithin(graceMs)) return this.#exited;
     this.signal("SIGTERM");
-    if (await this.#exitsWithin(killAfterMs)) return this.#exit!;
+    if (await this.#exitsWithin(killAfterMs)) return this.#exited;
     this.signal("SIGKILL");
     return this.#exited;
   }

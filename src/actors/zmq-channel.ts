@@ -168,6 +168,20 @@ export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
     this.queue.push([...envelope, payload], tag);
   }
 
+  /**
+   * A connecting socket: `onUp` when a connection to the peer is established (ZMTP handshake
+   * done: a stranger listening on the port is no peer), `onDown` when it drops (zeromq then keeps
+   * reconnecting by itself). Call before `connect`, or the first connection goes unseen.
+   */
+  watchConnection(onUp: () => void, onDown: () => void): void {
+    this.socket.events.on("handshake", () => {
+      if (!this.closed) onUp();
+    });
+    this.socket.events.on("disconnect", () => {
+      if (!this.closed) onDown();
+    });
+  }
+
   /** Sends `payload` back along the request's envelope (the request's frames are reused). */
   reply(requestFrames: Buffer[], payload: Buffer): void {
     requestFrames[requestFrames.length - 1] = payload;
