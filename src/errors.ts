@@ -65,19 +65,26 @@ export class CallTimeoutError extends MultifrostError {
   }
 }
 
-/** The worker process exited (or could not be started) while calls were pending. */
+/**
+ * The worker was lost while the call was in flight, so it may or may not have run: the process
+ * exited, its connection dropped, it was found hung, or it was restarted. Every call cut off by
+ * a restart gets this error (idempotent calls are sent again instead).
+ */
 export class WorkerExitedError extends MultifrostError {
   readonly exitCode: number | null;
   readonly signal: string | null;
   /** The last lines the child wrote to stderr, oldest first. */
   readonly stderrTail: readonly string[];
-  constructor(workerName: string, exitCode: number | null, signal: string | null, stderrTail: readonly string[] = []) {
-    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+  /** What happened, e.g. "killed by SIGKILL", "disconnected", "unresponsive: 3 heartbeats missed". */
+  readonly reason: string;
+  constructor(workerName: string, exitCode: number | null, signal: string | null, stderrTail: readonly string[] = [], lostBecause?: string) {
+    const how = lostBecause !== undefined ? `was lost (${lostBecause})` : signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
     const tail = stderrTail.length ? `\n--- last stderr lines ---\n${stderrTail.join("\n")}` : "";
     super("ERR_WORKER_EXITED", `Worker '${workerName}' ${how}${tail}`);
     this.exitCode = exitCode;
     this.signal = signal;
     this.stderrTail = stderrTail;
+    this.reason = lostBecause ?? (signal ? `killed by ${signal}` : `exit ${exitCode}`);
   }
 }
 

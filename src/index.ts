@@ -1,11 +1,13 @@
-export { ParentWorker } from "./parent-worker.js";
-export type { SpawnOptions, ConnectOptions, CircuitBreakerOptions, InspectOption, OutputStream, StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent-worker.js";
+export { ParentWorker } from "./parent/parent-worker.js";
+export type { StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent/parent-worker.js";
+export type { SpawnOptions, ConnectOptions, CommonOptions, CircuitBreakerOptions, InspectOption, OutputStream } from "./parent/options.js";
+export { PARENT_DEFAULTS } from "./parent/options.js";
 export type { BackoffOptions } from "./core/backoff.js";
 export type { FailureWindowOptions } from "./core/failure-window.js";
-export { ParentHandle } from "./parent-handle.js";
+export { ParentHandle } from "./parent/parent-handle.js";
 export { ChildWorker } from "./child-worker.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";
-export type { CallOptions, CallProxy, Remote, DynamicFunctions } from "./call-proxy.js";
+export type { CallOptions, CallProxy, Remote, DynamicFunctions } from "./parent/call-proxy.js";
 export {
   MultifrostError,
   RemoteCallError,
@@ -32,8 +34,12 @@ export type { ConnectionState, RestartType } from "./machines/connection.js";
 export { connectionMachine } from "./machines/connection.js";
 export { APP_ID, MessageType, DEFAULT_NAMESPACE } from "./wire/constants.js";
 export type { WireMessage, CallMessage, ResponseMessage, ErrorMessage, OutputMessage, HeartbeatMessage, ShutdownMessage } from "./wire/messages.js";
-export { supervise, SupervisionTree, Supervisor, Pool } from "./supervisor.js";
-export type { TreeEvent, TreeListener, SuperviseOptions } from "./supervisor.js";
+export { supervise, SupervisionTree } from "./supervision/tree.js";
+export type { SuperviseOptions } from "./supervision/tree.js";
+export { Supervisor } from "./supervision/supervisor-node.js";
+export { Pool } from "./supervision/pool.js";
+export type { TreeEvent, TreeListener } from "./supervision/node.js";
+export { siblingsToRestart } from "./core/strategy.js";
 export { worker, supervisor, pool } from "./supervision/spec.js";
 export type { WorkerSpec, PoolSpec, SupervisorSpec, ChildSpec, Strategy, WorkerSettings } from "./supervision/spec.js";
 export { checkTree, SpecError } from "./supervision/check-spec.js";

@@ -41,7 +41,13 @@ function harness(overrides: Partial<ConnectionInput> = {}) {
   const opens: Deferred<void>[] = [];
   const pings: Deferred<number>[] = [];
   const closes: CloseInput[] = [];
+  /** What the owner's guards answer: calls in flight, the OS says stopped. */
+  const worker = { busy: false, stopped: false };
   const machine = connectionMachine.provide({
+    guards: {
+      workerBusy: () => worker.busy,
+      workerStopped: () => worker.stopped,
+    },
     actors: {
       open: fromPromise(() => {
         const open = new Deferred<void>();
@@ -73,7 +79,7 @@ function harness(overrides: Partial<ConnectionInput> = {}) {
     opens.at(-1)!.resolve();
     await settle();
   };
-  return { clock, actor, opens, pings, closes, states, state, context, connect };
+  return { clock, actor, opens, pings, closes, states, state, context, connect, worker };
 }
 
 describe("connection machine (simulated clock)", () => {
@@ -128,9 +134,92 @@ describe("connection machine (simulated clock)", () => {
     h.clock.increment(1000); // ping 2
     h.clock.increment(500); // missed again: 2 of 2
     expect(h.state()).toBe("restarting");
-    expect(h.context().reason).toBe("unresponsive: 2 heartbeats missed");
+    expect(h.context().reason).toBe("unresponsive: 2 heartbeats missed, no call in flight");
     await settle();
-    expect(h.closes).toEqual([{ mode: "kill", reason: "unresponsive: 2 heartbeats missed" }]);
+    expect(h.closes).toEqual([{ mode: "kill", reason: "unresponsive: 2 heartbeats missed, no call in flight" }]);
+  });
+
+  it("busy is not dead: misses with calls in flight only degrade; once idle, the next miss is the last", async () => {
+    const h = harness();
+    await h.connect();
+    h.worker.busy = true;
+    for (let i = 0; i < 5; i++) {
+      h.clock.increment(1000);
+      h.clock.increment(500);
+    }
+    expect(h.state()).toBe("degraded");
+    expect(h.context().misses).toBe(5);
+    expect(h.context().reason).toBe("heartbeat missed (5 in a row), calls in flight: busy");
+    h.worker.busy = false;
+    h.clock.increment(1000);
+    h.clock.increment(500);
+    expect(h.state()).toBe("restarting");
+    expect(h.context().reason).toBe("unresponsive: 6 heartbeats missed, no call in flight");
+  });
+
+  it("a busy worker that answers again recovers without a restart", async () => {
+    const h = harness();
+    await h.connect();
+    h.worker.busy = true;
+    for (let i = 0; i < 3; i++) {
+      h.clock.increment(1000);
+      h.clock.increment(500);
+    }
+    h.clock.increment(1000);
+    h.pings.at(-1)!.resolve(5);
+    await settle();
+    expect(h.state()).toBe("connected");
+    expect(h.context().misses).toBe(0);
+    expect(h.states).not.toContain("restarting");
+  });
+
+  it("a process the OS says is stopped is hung at the first miss, busy or not", async () => {
+    const h = harness({ heartbeat: { intervalMs: 1000, timeoutMs: 500, maxMisses: 10, slowMs: 200 } });
+    await h.connect();
+    h.worker.busy = true;
+    h.worker.stopped = true;
+    h.clock.increment(1000);
+    h.clock.increment(500);
+    expect(h.state()).toBe("restarting");
+    expect(h.context().reason).toBe("hung: the process is stopped (state T)");
+    await settle();
+    expect(h.closes.at(-1)?.mode).toBe("kill");
+  });
+
+  it("supervised: a down connection closes and waits for REOPEN, whatever its backoff; a failed reopen waits again", async () => {
+    const h = harness({ supervised: true, autoRestart: false, maxRestarts: 0 });
+    await h.connect();
+    h.actor.send({ type: "DOWN", reason: "exit 1", normal: false });
+    expect(h.state()).toBe("restarting");
+    await settle();
+    h.clock.increment(60_000);
+    expect(h.opens).toHaveLength(1);
+    expect(h.state()).toBe("restarting");
+    h.actor.send({ type: "REOPEN" });
+    expect(h.state()).toBe("spawning");
+    h.opens[1]!.reject(new Error("exited with code 3"));
+    await settle();
+    expect(h.state()).toBe("restarting");
+    expect(h.context().reason).toBe("start failed: exited with code 3");
+    h.clock.increment(60_000);
+    expect(h.opens).toHaveLength(2);
+    h.actor.send({ type: "REOPEN" });
+    h.opens[2]!.resolve();
+    await settle();
+    expect(h.state()).toBe("connected");
+    expect(h.context().totalRestarts).toBe(2);
+  });
+
+  it("supervised: a transient worker's clean exit stops, a temporary one's crash fails (the supervisor leaves both alone)", async () => {
+    const transient = harness({ supervised: true, restartType: "transient" });
+    await transient.connect();
+    transient.actor.send({ type: "DOWN", reason: "exit 0", normal: true });
+    await settle();
+    expect(transient.state()).toBe("stopped");
+    const temporary = harness({ supervised: true, restartType: "temporary" });
+    await temporary.connect();
+    temporary.actor.send({ type: "DOWN", reason: "exit 1", normal: false });
+    expect(temporary.state()).toBe("failed");
   });
 
   it("a rejected ping counts as a miss", async () => {

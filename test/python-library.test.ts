@@ -268,7 +268,7 @@ describe("Python library worker: liveness", () => {
       expect(run.stderr(), port).toMatch(new RegExp(`FATAL: invalid COMLINK_ZMQ_PORT '${port}'`));
       expect(run.stderr(), port).not.toMatch(/Traceback/);
     }
-    const env = { ...process.env, ...PY_ENV };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...PY_ENV };
     delete env.COMLINK_ZMQ_PORT;
     const neither = spawn(PYTHON, [WORKER], { env, stdio: ["ignore", "ignore", "pipe"] });
     processes.push(neither);

@@ -86,6 +86,8 @@ export class SendQueue<T> {
   readonly #sent = new Fifo<T>();
   #pumping = false;
   #closed = false;
+  /** A refused item being resent, waiting for a peer: still not taken by the socket. */
+  #resending: { item: T; tag: string | undefined; dropped: boolean } | undefined;
   #idleWaiters: (() => void)[] = [];
   #gate: Promise<unknown> | undefined;
   /** Settles after the outcome of the latest send has been handled; never rejects. */
@@ -176,6 +178,28 @@ export class SendQueue<T> {
     }
   }
 
+  /**
+   * Removes everything the socket has not taken yet — queued items, refused ones, and a resend
+   * still waiting for a peer (whose outcome is then ignored) — and returns them with their tags,
+   * in order. The socket keeps what it already took.
+   */
+  takeUnsent(): [T[], (string | undefined)[]] {
+    const items: T[] = [];
+    const tags: (string | undefined)[] = [];
+    const resending = this.#resending;
+    if (resending !== undefined && !resending.dropped) {
+      resending.dropped = true;
+      items.push(resending.item);
+      tags.push(resending.tag);
+    }
+    for (const fifo of [this.#refused, this.#waiting]) {
+      const [taken, takenTags] = fifo.takeAll();
+      items.push(...taken);
+      tags.push(...takenTags);
+    }
+    return [items, tags];
+  }
+
   /** Stops accepting items; everything still queued is reported as failed. */
   close(reason: unknown): void {
     this.#closed = true;
@@ -216,10 +240,14 @@ export class SendQueue<T> {
             this.#onFailure(item, tag, new Error("socket closed"));
             continue;
           }
+          const resending = { item, tag, dropped: false };
+          this.#resending = resending;
           try {
             await this.#sendWaiting!(item);
           } catch (error) {
-            this.#onFailure(item, tag, error);
+            if (!resending.dropped) this.#onFailure(item, tag, error);
+          } finally {
+            this.#resending = undefined;
           }
           continue;
         }

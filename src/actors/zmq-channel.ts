@@ -142,6 +142,27 @@ export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
     });
   }
 
+  /**
+   * A bound socket: calls `handler` when the last connected peer disconnects (its process closed
+   * the socket or died). Counting peers keeps a stranger's connection that comes and goes from
+   * looking like the child's.
+   */
+  onLastPeerGone(handler: () => void): void {
+    let peers = 0;
+    this.socket.events.on("accept", () => {
+      peers++;
+    });
+    this.socket.events.on("disconnect", () => {
+      peers = Math.max(0, peers - 1);
+      if (peers === 0 && !this.closed) handler();
+    });
+  }
+
+  /** What has not been handed to zeromq yet (see `SendQueue#takeUnsent`): payloads and their tags. */
+  takeUnsent(): [Buffer[], (string | undefined)[]] {
+    return this.queue.takeUnsent();
+  }
+
   /** Receives payloads: the last frame of whatever arrives (peers differ on the empty delimiter). */
   onPayload(handler: (payload: Buffer) => void, onLoopError: (error: unknown) => void): void {
     this.listen((frames) => {

@@ -1,4 +1,4 @@
-import { assign, fromPromise, raise, setup, type SnapshotFrom } from "xstate";
+import { and, assign, fromPromise, not, raise, setup, type SnapshotFrom } from "xstate";
 import { backoffDelay, type BackoffOptions } from "../core/backoff.js";
 import { errorSummary } from "../errors.js";
 
@@ -9,9 +9,19 @@ import { errorSummary } from "../errors.js";
  * The machine decides; the owner (ParentWorker) does the I/O through three injected actors —
  * `open` (spawn or discover + connect, resolved by the first heartbeat answer), `ping` (one
  * heartbeat, resolves with its RTT) and `close` (tear the connection down, gracefully or not) —
- * and reports what it sees: the process exited or the service vanished (`DOWN`), the failure
- * window tripped (`TRIPPED`), a counted call failure (`CALL_FAILED`), the half-open probe's
- * outcome. Individual calls never reach the machine (DESIGN §3).
+ * and two injected guards — `workerBusy` (calls in flight that explain a missed heartbeat: v4
+ * children answer heartbeats only between calls) and `workerStopped` (the OS says the process is
+ * stopped) — and reports what it sees: the process exited or the service vanished (`DOWN`), the
+ * failure window tripped (`TRIPPED`), a counted call failure (`CALL_FAILED`), the half-open
+ * probe's outcome. Individual calls never reach the machine (DESIGN §3).
+ *
+ * Busy ≠ dead: missed heartbeats make a worker `degraded`; only when they reach `maxMisses` with
+ * no call in flight to explain them, or as soon as the OS says it is stopped, is it unresponsive.
+ *
+ * Supervised (`supervised: true`), the machine never restarts by itself: a down connection is
+ * closed and waits in `restarting` for the supervisor's `REOPEN` (the supervisor counts the
+ * restart against its intensity and applies the backoff); a restart whose start fails goes back
+ * to waiting there, so the supervisor counts that attempt too (OTP).
  */
 
 export type ConnectionState =
@@ -53,8 +63,10 @@ export interface CircuitSettings {
 
 export interface ConnectionInput {
   mode: "spawn" | "connect";
-  /** Restart (or reconnect) by itself when the worker goes down; supervisors set this. */
+  /** Restart (or reconnect) by itself when the worker goes down. */
   autoRestart: boolean;
+  /** A supervisor decides restarts: a down connection waits in `restarting` for `REOPEN`. */
+  supervised?: boolean;
   restartType: RestartType;
   /** Restarts allowed before the connection fails; reset after a stable period. */
   maxRestarts: number;
@@ -81,6 +93,8 @@ export type ConnectionEvent =
   | { type: "STOP"; reason?: string }
   | { type: "DOWN"; reason: string; normal: boolean }
   | { type: "RESTART"; reason: string; immediate?: boolean }
+  /** The supervisor's order to a connection waiting in `restarting`: open again now. */
+  | { type: "REOPEN"; reason?: string }
   | { type: "TRIPPED"; reason: string }
   | { type: "CALL_FAILED"; reason: string }
   | { type: "PROBE_OK" }
@@ -88,10 +102,11 @@ export type ConnectionEvent =
   // raised by the heartbeat region for the health region
   | { type: "BEAT_OK"; rttMs: number }
   | { type: "BEAT_SLOW"; rttMs: number }
-  | { type: "BEAT_MISSED"; misses: number }
-  | { type: "UNRESPONSIVE"; misses: number };
+  | { type: "BEAT_MISSED"; misses: number; busy: boolean }
+  | { type: "UNRESPONSIVE"; misses: number; stopped: boolean };
 
-export interface ConnectionContext extends Omit<ConnectionInput, "random"> {
+export interface ConnectionContext extends Omit<ConnectionInput, "random" | "supervised"> {
+  supervised: boolean;
   random: () => number;
   /** Why the machine entered its current state. */
   reason: string;
@@ -128,14 +143,17 @@ function downOf(event: ConnectionEvent): DownInfo {
     case "DOWN":
       return { reason: event.reason, normal: event.normal };
     case "UNRESPONSIVE":
-      return { reason: `unresponsive: ${event.misses} heartbeats missed`, normal: false };
+      return {
+        reason: event.stopped ? "hung: the process is stopped (state T)" : `unresponsive: ${event.misses} heartbeats missed, no call in flight`,
+        normal: false,
+      };
     default:
       return { reason: event.type.toLowerCase(), normal: false };
   }
 }
 
 function restartAllowed(context: ConnectionContext, down: DownInfo): boolean {
-  if (!context.autoRestart || context.restarts >= context.maxRestarts) return false;
+  if (!context.supervised && (!context.autoRestart || context.restarts >= context.maxRestarts)) return false;
   switch (context.restartType) {
     case "permanent":
       return true;
@@ -172,11 +190,17 @@ const connectionSetup = setup({
     heartbeatEnabled: ({ context }) => context.heartbeat.intervalMs > 0,
     restartOnDown: ({ context, event }) => restartAllowed(context, downOf(event)),
     isNormalDown: ({ event }) => downOf(event).normal,
-    /** A restart attempt could not open: try again while restarts are allowed. */
+    /** A restart attempt could not open: try again while restarts are allowed (supervised: the supervisor decides). */
     retryOpen: ({ context }) =>
       context.restarts > 0 && restartAllowed(context, { reason: "open failed", normal: false }),
     slowBeat: ({ context, event }) => "output" in event && (event.output as number) > context.heartbeat.slowMs,
     lastMiss: ({ context }) => context.misses + 1 >= context.heartbeat.maxMisses,
+    /** Calls in flight within their deadlines explain a missed heartbeat. Provided by the owner. */
+    workerBusy: () => false,
+    /** The OS says the worker is stopped (SIGSTOP, a debugger). Provided by the owner. */
+    workerStopped: () => false,
+    reopenNow: ({ context }) => !context.waitBackoff,
+    selfRestarting: ({ context }) => !context.supervised,
   },
   delays: {
     heartbeatInterval: ({ context }) => context.heartbeat.intervalMs,
@@ -214,7 +238,7 @@ const connectionSetup = setup({
     noteReason: assign(({ event }) => {
       switch (event.type) {
         case "BEAT_MISSED":
-          return { reason: `heartbeat missed (${event.misses} in a row)` };
+          return { reason: `heartbeat missed (${event.misses} in a row)${event.busy ? ", calls in flight: busy" : ""}` };
         case "BEAT_SLOW":
           return { reason: `slow heartbeat (${Math.round(event.rttMs)} ms)` };
         case "BEAT_OK":
@@ -230,8 +254,9 @@ const connectionSetup = setup({
       }
     }),
     noteHalfOpen: assign({ reason: "reset timeout elapsed" }),
-    raiseUnresponsive: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1 })),
-    raiseMissed: raise(({ context }) => ({ type: "BEAT_MISSED" as const, misses: context.misses })),
+    raiseUnresponsive: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1, stopped: false })),
+    raiseStopped: raise(({ context }) => ({ type: "UNRESPONSIVE" as const, misses: context.misses + 1, stopped: true })),
+    raiseMissed: raise(({ context }, params: { busy: boolean }) => ({ type: "BEAT_MISSED" as const, misses: context.misses, busy: params.busy })),
     countTrip: assign(({ context }) => ({ trips: context.trips + 1 })),
   },
 });
@@ -250,10 +275,15 @@ const openingState = connectionSetup.createStateConfig({
   on: { STOP: { target: "stopping", actions: "noteStop" } },
 });
 
-/** A heartbeat not answered (timed out, or the ping failed): the last allowed miss makes the worker unresponsive. */
+/**
+ * A heartbeat not answered (timed out, or the ping failed). A stopped process is hung at once;
+ * otherwise the last allowed miss makes the worker unresponsive unless calls in flight explain it.
+ */
 const missedBeat = [
-  { guard: "lastMiss", actions: "raiseUnresponsive" },
-  { target: "waiting", actions: ["countMiss", "raiseMissed"] },
+  { guard: "workerStopped", actions: "raiseStopped" },
+  { guard: and(["lastMiss", not("workerBusy")]), actions: "raiseUnresponsive" },
+  { guard: "workerBusy", target: "waiting", actions: ["countMiss", { type: "raiseMissed", params: { busy: true } }] },
+  { target: "waiting", actions: ["countMiss", { type: "raiseMissed", params: { busy: false } }] },
 ] as const;
 
 export const connectionMachine = connectionSetup.createMachine({
@@ -261,6 +291,7 @@ export const connectionMachine = connectionSetup.createMachine({
   initial: "idle",
   context: ({ input }) => ({
     ...input,
+    supervised: input.supervised ?? false,
     random: input.random ?? Math.random,
     reason: "created",
     restarts: 0,
@@ -311,6 +342,7 @@ export const connectionMachine = connectionSetup.createMachine({
             degraded: {
               on: {
                 BEAT_OK: { target: "connected", actions: "noteReason" },
+                BEAT_MISSED: { actions: "noteReason" },
                 TRIPPED: { target: "circuit-open", actions: "noteReason" },
               },
             },
@@ -368,8 +400,11 @@ export const connectionMachine = connectionSetup.createMachine({
             onError: { target: "waiting" },
           },
         },
+        // An ordered restart opens at once; on its own, after the backoff; supervised, on REOPEN.
         waiting: {
-          after: { backoff: { target: "#connection.opening", actions: "noteReopen" } },
+          always: { guard: "reopenNow", target: "#connection.opening", actions: "noteReopen" },
+          after: { backoff: { guard: "selfRestarting", target: "#connection.opening", actions: "noteReopen" } },
+          on: { REOPEN: { target: "#connection.opening", actions: "noteReopen" } },
         },
       },
       on: { STOP: { target: "stopping", actions: "noteStop" } },

@@ -1,0 +1,472 @@
+import { CallTable, type PendingCall } from "../actors/call-table.js";
+import type { DealerChannel } from "../actors/zmq-channel.js";
+import { FailureWindow } from "../core/failure-window.js";
+import {
+  CallTimeoutError,
+  CircuitOpenError,
+  InvalidArgumentError,
+  ProtocolError,
+  RemoteCallError,
+  SendFailedError,
+  WorkerUnavailableError,
+} from "../errors.js";
+import { LIVE_STATES as LIVE, type ConnectionEvent, type ConnectionState } from "../machines/connection.js";
+import {
+  DEFAULT_NAMESPACE,
+  RejectedFrame,
+  createCall,
+  createHeartbeat,
+  encodeMessage,
+  nextMessageId,
+  parseFrame,
+  parseRemoteError,
+  prepareForWire,
+  type RejectReason,
+} from "../wire/index.js";
+import type { CallOptions } from "./call-proxy.js";
+import { checkRetries, isValidTimeout, type OutputStream, type ResolvedOptions } from "./options.js";
+
+/**
+ * The parent's calls to one worker (DESIGN §3, §4): the pending-call table, the buffer of calls
+ * waiting for the worker to be (back) up, idempotent retries, the half-open probe, and the
+ * failure window of the circuit breaker. It sends through whichever channel is attached and
+ * tells the connection machine only thresholds (a trip, a counted failure, a probe's outcome),
+ * never individual calls.
+ */
+
+export interface CallClientStats {
+  callsSent: number;
+  /** Replies whose id matched no pending call (late after a timeout, or duplicates). */
+  unmatchedReplies: number;
+  /** Frames dropped as invalid, by reason. */
+  rejected: Partial<Record<RejectReason, number>>;
+  /** Idempotent calls sent again after the worker came back. */
+  retries: number;
+}
+
+/** What the client needs from its owner. */
+export interface CallClientHost {
+  readonly name: string;
+  tell(event: ConnectionEvent): void;
+  /** An output line the worker forwarded as a message. */
+  output(stream: OutputStream, line: string): void;
+  /** Why calls are refused now (stopped, failed…). */
+  notRunningError(): Error;
+  /** Why the connection is in its current state. */
+  stateReason(): string;
+}
+
+/** How a call is handled in the current state; a number so the hot path is one switch. */
+const enum Gate {
+  Send,
+  Buffer,
+  CircuitOpen,
+  HalfOpen,
+  Closed,
+}
+
+const GATES: Record<ConnectionState, Gate> = {
+  idle: Gate.Closed,
+  spawning: Gate.Buffer,
+  connecting: Gate.Buffer,
+  connected: Gate.Send,
+  degraded: Gate.Send,
+  "circuit-open": Gate.CircuitOpen,
+  "half-open": Gate.HalfOpen,
+  restarting: Gate.Buffer,
+  stopping: Gate.Closed,
+  stopped: Gate.Closed,
+  failed: Gate.Closed,
+};
+
+/** A call whose bytes wait for the worker to be (back) up. */
+interface BufferedCall {
+  id: string;
+  bytes: Buffer;
+}
+
+/** An idempotent call's recipe, kept while it is in flight so it can be re-sent under a new id. */
+interface RetryableCall {
+  functionName: string;
+  args: unknown[];
+  namespace: string;
+  clientName: string | undefined;
+  retriesLeft: number;
+}
+
+export class CallClient {
+  readonly #host: CallClientHost;
+  readonly #settings: ResolvedOptions;
+  readonly #namespace: string;
+  readonly #clientName: string | undefined;
+  readonly #calls: CallTable;
+  readonly #stats: CallClientStats = { callsSent: 0, unmatchedReplies: 0, rejected: {}, retries: 0 };
+  readonly #window: FailureWindow | undefined;
+  readonly #heartbeatIds = new Set<string>();
+  readonly #retryable = new Map<string, RetryableCall>();
+  /** Re-registered calls (retried or re-buffered) by id → the timeout their caller gave. */
+  readonly #requestedTimeouts = new Map<string, number>();
+  #buffer: BufferedCall[] = [];
+  #gate: Gate = Gate.Closed;
+  #state: ConnectionState = "idle";
+  #probeId: string | undefined;
+  #channel: DealerChannel | undefined;
+  #lastRttMs: number | undefined;
+  /** When a call last settled (performance.now()): a worker that just answered was busy until then. */
+  #lastSettledAt = -Infinity;
+
+  constructor(host: CallClientHost, settings: ResolvedOptions, namespace: string | undefined, clientName: string | undefined) {
+    this.#host = host;
+    this.#settings = settings;
+    this.#namespace = namespace ?? DEFAULT_NAMESPACE;
+    this.#clientName = clientName;
+    this.#window = settings.circuit && new FailureWindow(settings.circuit.window);
+    this.#calls = new CallTable((call) => this.#timeoutError(call));
+  }
+
+  get stats(): Readonly<CallClientStats> {
+    return this.#stats;
+  }
+
+  /** Calls sent (or waiting to be sent) and not yet answered, heartbeats included. */
+  get pending(): number {
+    return this.#calls.size;
+  }
+
+  /** Calls waiting for the worker to come (back) up. */
+  get buffered(): number {
+    this.#pruneBuffer();
+    return this.#buffer.length;
+  }
+
+  get lastHeartbeatRttMs(): number | undefined {
+    return this.#lastRttMs;
+  }
+
+  /**
+   * Whether calls (not heartbeats) are in flight within their deadlines, or one settled within
+   * `withinMs`: a v4 child answers heartbeats only between calls, so a miss then means busy.
+   */
+  busy(withinMs: number): boolean {
+    return this.#calls.size > this.#heartbeatIds.size || performance.now() - this.#lastSettledAt < withinMs;
+  }
+
+  /** The channel new calls go through (undefined while there is none). */
+  attach(channel: DealerChannel | undefined): void {
+    this.#channel = channel;
+  }
+
+  /** For the channel's send-failure callback. */
+  sendFailed(id: string | undefined, error: unknown): void {
+    if (id === undefined) return;
+    if (this.#calls.reject(id, new SendFailedError(`Failed to send to worker '${this.#host.name}': ${String(error)}`, { cause: error }))) {
+      if (!this.#heartbeatIds.has(id)) this.#recordFailure("send failed");
+    }
+  }
+
+  // ── Calls ───────────────────────────────────────────────────────────────────────────────────
+
+  call(
+    functionName: string,
+    args: unknown[],
+    timeout: number | undefined,
+    namespace: string | undefined,
+    clientName: string | undefined,
+    options: CallOptions | undefined,
+  ): Promise<unknown> {
+    const gate = this.#gate;
+    if (gate === Gate.Closed) return Promise.reject(this.#host.notRunningError());
+    if (gate === Gate.CircuitOpen || (gate === Gate.HalfOpen && this.#probeId !== undefined)) {
+      return Promise.reject(this.#circuitOpenError());
+    }
+    if (typeof functionName !== "string" || functionName.length === 0) {
+      return Promise.reject(new InvalidArgumentError("the function name must be a non-empty string"));
+    }
+    if (!Array.isArray(args)) return Promise.reject(new InvalidArgumentError("args must be an array"));
+    const defaultTimeout = this.#settings.defaultTimeoutMs;
+    const timeoutMs = timeout ?? defaultTimeout;
+    if (timeoutMs !== defaultTimeout && !isValidTimeout(timeoutMs)) {
+      return Promise.reject(new InvalidArgumentError(`timeout must be a positive number of ms or Infinity, got ${String(timeout)}`));
+    }
+    if (gate === Gate.Buffer && this.#buffer.length >= this.#settings.maxBufferedCalls) {
+      this.#pruneBuffer(); // calls that timed out while waiting no longer hold a place
+      if (this.#buffer.length >= this.#settings.maxBufferedCalls) {
+        return Promise.reject(
+          new WorkerUnavailableError(this.#host.name, `is ${this.#state} and ${this.#buffer.length} calls already wait for it (maxBufferedCalls)`),
+        );
+      }
+    }
+    const id = nextMessageId();
+    const ns = namespace ?? this.#namespace;
+    const client = clientName ?? this.#clientName;
+    let wireArgs: unknown[];
+    let bytes: Buffer;
+    let retries = 0;
+    try {
+      wireArgs = prepareForWire(args, "args") as unknown[];
+      bytes = encodeMessage(createCall(id, functionName, wireArgs, ns, client));
+      if (options?.idempotent ?? this.#settings.idempotent) retries = options?.retries === undefined ? this.#settings.retries : checkRetries(options.retries);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const promise = this.#calls.register(id, functionName, timeoutMs, ns);
+    if (retries > 0) this.#keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, retriesLeft: retries });
+    if (gate === Gate.Buffer) {
+      this.#buffer.push({ id, bytes });
+      return promise;
+    }
+    if (gate === Gate.HalfOpen) this.#sendProbe(id, promise);
+    this.#stats.callsSent++;
+    this.#channel!.send(bytes, id);
+    return promise;
+  }
+
+  /** One heartbeat through the current channel, resolving with its round-trip time in ms. */
+  async ping(timeoutMs: number): Promise<number> {
+    const channel = this.#channel;
+    if (channel === undefined) throw this.#host.notRunningError();
+    const id = nextMessageId();
+    const sentAt = performance.now();
+    this.#heartbeatIds.add(id);
+    try {
+      const reply = this.#calls.register(id, "heartbeat", timeoutMs, this.#namespace);
+      channel.send(encodeMessage(createHeartbeat(id)), id);
+      await reply;
+    } finally {
+      this.#heartbeatIds.delete(id);
+    }
+    const rtt = performance.now() - sentAt;
+    this.#lastRttMs = rtt;
+    return rtt;
+  }
+
+  #keepRecipe(id: string, promise: Promise<unknown>, recipe: RetryableCall): void {
+    this.#retryable.set(id, recipe);
+    const forget = () => this.#retryable.delete(id);
+    void promise.then(forget, forget);
+  }
+
+  /** The one call a half-open circuit lets through: its outcome closes or re-opens the circuit. */
+  #sendProbe(id: string, promise: Promise<unknown>): void {
+    this.#probeId = id;
+    const settle = (ok: boolean, reason: string) => {
+      if (this.#probeId !== id) return;
+      this.#probeId = undefined;
+      this.#host.tell(ok ? { type: "PROBE_OK" } : { type: "PROBE_FAILED", reason });
+    };
+    promise.then(
+      () => settle(true, ""),
+      (error: unknown) => settle(!this.#countsAsFailure(error), `probe failed: ${error instanceof Error ? error.message : String(error)}`),
+    );
+  }
+
+  #countsAsFailure(error: unknown): boolean {
+    if (error instanceof RemoteCallError) return this.#settings.circuit?.countApplicationErrors ?? false;
+    return error instanceof CallTimeoutError || error instanceof SendFailedError || error instanceof ProtocolError;
+  }
+
+  /** A timeout or transport failure: feeds the failure window, which may trip the circuit. */
+  #recordFailure(reason: string): void {
+    const window = this.#window;
+    if (window === undefined || (this.#state !== "connected" && this.#state !== "degraded")) return;
+    if (window.recordFailure()) {
+      const stats = window.snapshot();
+      window.reset();
+      this.#host.tell({
+        type: "TRIPPED",
+        reason: `${reason}; ${stats.failures} of ${stats.requests} calls failed, ${stats.consecutiveFailures} in a row`,
+      });
+    } else if (this.#state === "connected") {
+      this.#host.tell({ type: "CALL_FAILED", reason });
+    }
+  }
+
+  // ── Replies ─────────────────────────────────────────────────────────────────────────────────
+
+  /** One frame from the worker. Only `response`/`error` settle calls, only `heartbeat` settles heartbeats. */
+  receive(payload: Buffer): void {
+    const message = parseFrame(payload);
+    if (message instanceof RejectedFrame) {
+      this.#stats.rejected[message.reason] = (this.#stats.rejected[message.reason] ?? 0) + 1;
+      // A reply we can attribute fails its call now instead of leaving it to its timeout. Another
+      // app's messages and unknown types (extensions, spec §33.2) are not replies: ignored.
+      if (message.id !== undefined && message.reason !== "wrong-app" && message.reason !== "unknown-type" && !this.#heartbeatIds.has(message.id)) {
+        const call = this.#calls.take(message.id);
+        if (call !== undefined) {
+          this.#settled();
+          this.#recordFailure("invalid reply");
+          call.reject(new ProtocolError(`Worker '${this.#host.name}' sent an invalid reply to '${call.functionName}' (${message.reason}${message.type ? `, type '${message.type}'` : ""})`));
+        }
+      }
+      return;
+    }
+    switch (message.type) {
+      case "response": {
+        if (this.#heartbeatIds.has(message.id)) {
+          this.#stats.unmatchedReplies++;
+          return;
+        }
+        if (this.#calls.resolve(message.id, message.result)) {
+          this.#settled();
+          this.#window?.recordSuccess();
+        } else this.#stats.unmatchedReplies++;
+        return;
+      }
+      case "error": {
+        const call = this.#heartbeatIds.has(message.id) ? undefined : this.#calls.take(message.id);
+        if (call === undefined) {
+          this.#stats.unmatchedReplies++;
+          return;
+        }
+        this.#settled();
+        if (this.#settings.circuit?.countApplicationErrors) this.#recordFailure("remote error");
+        else this.#window?.recordSuccess();
+        const remote = parseRemoteError(message.error, message.stack);
+        call.reject(new RemoteCallError(remote.type, remote.message, remote.stack, call.functionName));
+        return;
+      }
+      case "heartbeat":
+        if (!this.#heartbeatIds.has(message.id) || !this.#calls.resolve(message.id, message)) this.#stats.unmatchedReplies++;
+        return;
+      case "stdout":
+      case "stderr":
+        this.#host.output(message.type, message.output);
+        return;
+      default:
+        return; // calls and shutdowns are not for a parent
+    }
+  }
+
+  #settled(): void {
+    this.#lastSettledAt = performance.now();
+  }
+
+  // ── Connection changes ──────────────────────────────────────────────────────────────────────
+
+  /** The connection machine moved: calls are now sent, buffered, refused… */
+  stateChanged(from: ConnectionState, to: ConnectionState): void {
+    this.#state = to;
+    this.#gate = GATES[to];
+    if (LIVE.has(to) && !LIVE.has(from)) {
+      this.#window?.reset();
+      this.#flushBuffer();
+    } else if (to === "failed" || to === "stopped") {
+      this.#buffer = [];
+      this.#retryable.clear();
+      this.#calls.rejectAll(() => this.#host.notRunningError());
+    }
+    if (to === "circuit-open" || to === "half-open") this.#probeId = undefined;
+    if (to === "connected" && from === "half-open") this.#window?.reset();
+  }
+
+  /**
+   * The connection is gone (the process exited, the socket dropped, a restart). Calls the channel
+   * had not handed to zeromq yet never reached the worker: they wait for the next connection.
+   * Idempotent calls with retries left wait too (under a new id, with what is left of their
+   * timeout); every other call in flight fails now with `error`.
+   */
+  connectionLost(lost: DealerChannel | undefined, error: Error): void {
+    const channel = lost ?? this.#channel;
+    const unsent: BufferedCall[] = [];
+    if (channel !== undefined) {
+      const [items, tags] = channel.takeUnsent();
+      for (let i = 0; i < items.length; i++) {
+        const id = tags[i];
+        if (id !== undefined && !this.#heartbeatIds.has(id) && this.#calls.has(id)) unsent.push({ id, bytes: items[i]! });
+      }
+    }
+    if (this.#channel === channel) this.#channel = undefined;
+    // Unsent calls go first: they were made before anything buffered since.
+    this.#buffer = [...unsent, ...this.#buffer];
+    const waiting = new Set(this.#buffer.map((call) => call.id));
+    // A snapshot: #requeue adds entries, which a live Map iteration would visit (and retry) again.
+    for (const [id, recipe] of [...this.#retryable]) {
+      if (recipe.retriesLeft <= 0 || waiting.has(id)) continue;
+      const call = this.#calls.take(id);
+      this.#retryable.delete(id);
+      if (call !== undefined) this.#requeue(call, recipe);
+    }
+    // Calls waiting in the buffer (requeued ones included) were never sent: only the sent ones fail.
+    const kept = this.#buffer.map((call) => this.#calls.take(call.id)).filter((call) => call !== undefined);
+    this.#calls.rejectAll(() => error);
+    for (const call of kept) this.#rebuffer(call);
+  }
+
+  #flushBuffer(): void {
+    const buffered = this.#buffer;
+    this.#buffer = [];
+    const channel = this.#channel;
+    if (channel === undefined) return;
+    for (const call of buffered) {
+      if (!this.#calls.has(call.id)) continue; // timed out while waiting
+      this.#stats.callsSent++;
+      channel.send(call.bytes, call.id);
+    }
+  }
+
+  #pruneBuffer(): void {
+    this.#buffer = this.#buffer.filter((call) => this.#calls.has(call.id));
+  }
+
+  #requeue(call: PendingCall, recipe: RetryableCall): void {
+    const remaining = call.timeoutMs === Infinity ? Infinity : call.deadline - Date.now();
+    if (remaining <= 0) {
+      call.reject(new CallTimeoutError(call.functionName, this.#requestedTimeout(call)));
+      return;
+    }
+    const id = nextMessageId();
+    const bytes = encodeMessage(createCall(id, recipe.functionName, recipe.args, recipe.namespace, recipe.clientName));
+    this.#retryable.set(id, { ...recipe, retriesLeft: recipe.retriesLeft - 1 });
+    this.#reregister(call, id, remaining, () => this.#retryable.delete(id));
+    this.#stats.retries++;
+    this.#buffer.push({ id, bytes });
+  }
+
+  /** Puts a never-sent call back in the table (same id) after a rejectAll. */
+  #rebuffer(call: PendingCall): void {
+    const remaining = call.timeoutMs === Infinity ? Infinity : Math.max(1, call.deadline - Date.now());
+    this.#reregister(call, call.id, remaining);
+  }
+
+  /**
+   * Registers a taken call again under `id` with `remaining` ms; its outcome settles the original
+   * caller. The caller's own timeout is remembered so a timeout error still reports it.
+   */
+  #reregister(call: PendingCall, id: string, remaining: number, onSettled?: () => void): void {
+    const requested = this.#requestedTimeout(call);
+    this.#requestedTimeouts.delete(call.id);
+    this.#requestedTimeouts.set(id, requested);
+    const settled = () => {
+      this.#requestedTimeouts.delete(id);
+      onSettled?.();
+    };
+    this.#calls.register(id, call.functionName, remaining, call.namespace).then(
+      (value) => {
+        settled();
+        call.resolve(value);
+      },
+      (error: unknown) => {
+        settled();
+        call.reject(error);
+      },
+    );
+  }
+
+  /** The timeout the caller asked for (a re-registered call's table entry holds only what was left of it). */
+  #requestedTimeout(call: PendingCall): number {
+    return this.#requestedTimeouts.get(call.id) ?? call.timeoutMs;
+  }
+
+  #circuitOpenError(): CircuitOpenError {
+    const reason = this.#state === "half-open" ? "half-open: a probe call is in flight" : this.#host.stateReason();
+    return new CircuitOpenError(this.#host.name, reason);
+  }
+
+  #timeoutError(call: PendingCall): Error {
+    if (this.#heartbeatIds.has(call.id)) return new CallTimeoutError(call.functionName, call.timeoutMs);
+    this.#recordFailure(`'${call.functionName}' timed out`);
+    // A worker in another namespace ignores the call silently: say so when the namespace is not the default.
+    const hint = call.namespace === DEFAULT_NAMESPACE ? undefined : `namespace '${call.namespace}': a worker in another namespace ignores the call`;
+    return new CallTimeoutError(call.functionName, this.#requestedTimeout(call), hint);
+  }
+}

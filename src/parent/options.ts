@@ -1,0 +1,354 @@
+import type { AnyActorRef, InspectionEvent, Observer } from "xstate";
+import { resolveBackoff, type BackoffOptions } from "../core/backoff.js";
+import type { FailureWindowOptions } from "../core/failure-window.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { RestartType } from "../machines/connection.js";
+import type { RegistryBackend } from "../registry/index.js";
+
+/**
+ * Every option of a ParentWorker, with its default in one frozen object (`PARENT_DEFAULTS`).
+ * Durations are in milliseconds and named `…Ms`; the v4 names (`heartbeatInterval` in seconds,
+ * `defaultTimeout` in ms…) stay as aliases, and an `…Ms` name wins when both are given.
+ */
+
+export type OutputStream = "stdout" | "stderr";
+
+/** XState's `inspect` option: an inspection callback or observer (e.g. `@statelyai/inspect`'s `inspector.inspect`). */
+export type InspectOption = Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+
+export interface CircuitBreakerOptions extends Partial<FailureWindowOptions> {
+  /**
+   * How long the circuit stays open after a trip before one probe call is let through.
+   * @default 5000
+   */
+  readonly resetTimeoutMs?: number;
+  /** Alias of `resetTimeoutMs`. */
+  readonly resetTimeout?: number;
+  /**
+   * Each trip without a stable period in between multiplies the open time by this.
+   * @default 2
+   */
+  readonly resetMultiplier?: number;
+  /**
+   * Cap on the growing open time.
+   * @default 60000
+   */
+  readonly maxResetTimeoutMs?: number;
+  /** Alias of `maxResetTimeoutMs`. */
+  readonly maxResetTimeout?: number;
+  /**
+   * Count the worker's own errors (`RemoteCallError`) as failures too; by default only timeouts
+   * and transport failures count.
+   * @default false
+   */
+  readonly countApplicationErrors?: boolean;
+}
+
+/** Options shared by spawned and connected workers. */
+export interface CommonOptions {
+  /** Shown in output prefixes, errors and events. Default: the script's file name / the service id. */
+  readonly name?: string;
+  /**
+   * Per-call timeout when a call names none. `Infinity` waits forever.
+   * @default 30000
+   */
+  readonly defaultTimeoutMs?: number;
+  /** v4 name of `defaultTimeoutMs` (also in ms). */
+  readonly defaultTimeout?: number;
+  /**
+   * How long `start()` (and each restart) waits for the worker's first heartbeat answer.
+   * @default 10000
+   */
+  readonly startupTimeoutMs?: number;
+  /** Alias of `startupTimeoutMs`. */
+  readonly startupTimeout?: number;
+  /**
+   * Namespace for calls that do not name one.
+   * @default "default"
+   */
+  readonly namespace?: string;
+  /** Sent as `client_name` on every call. */
+  readonly clientName?: string;
+  /**
+   * Receives each line the child prints (its stdout/stderr pipes and forwarded output messages).
+   * Replaces the default, which prints `[name STDOUT]: line` to this process's stdout/stderr.
+   */
+  readonly onOutput?: (stream: OutputStream, line: string, workerName: string) => void;
+  /**
+   * v4: restart (spawn) or reconnect (connect) when the worker goes down. Ignored under a
+   * supervisor, which decides restarts itself.
+   * @default false for spawn, true for connect
+   */
+  readonly autoRestart?: boolean;
+  /**
+   * v4: restarts allowed (with `autoRestart`) before giving up; the count starts again after `stablePeriodMs`.
+   * @default 5
+   */
+  readonly maxRestartAttempts?: number;
+  /**
+   * Which downs are restarted: "permanent" (all), "transient" (not a clean exit 0), "temporary" (none).
+   * @default "permanent"
+   */
+  readonly restart?: RestartType;
+  /**
+   * Delay before each restart: exponential with jitter.
+   * @default { minMs: 100, maxMs: 10_000, multiplier: 2, jitter: 0.2 }
+   */
+  readonly backoff?: Partial<BackoffOptions>;
+  /**
+   * Connected this long without trouble → restart and circuit-trip counts start again.
+   * @default 10000
+   */
+  readonly stablePeriodMs?: number;
+  /** Alias of `stablePeriodMs`. */
+  readonly stablePeriod?: number;
+  /**
+   * Between heartbeats; 0 disables them.
+   * @default 5000
+   */
+  readonly heartbeatIntervalMs?: number;
+  /** v4: `heartbeatIntervalMs` in seconds. */
+  readonly heartbeatInterval?: number;
+  /**
+   * A heartbeat not answered within this is missed.
+   * @default 3000
+   */
+  readonly heartbeatTimeoutMs?: number;
+  /** v4: `heartbeatTimeoutMs` in seconds (v4's JS read them as ms). */
+  readonly heartbeatTimeout?: number;
+  /**
+   * Consecutive missed heartbeats, with no call in flight to explain them, before the worker
+   * counts as hung.
+   * @default 3
+   */
+  readonly heartbeatMaxMisses?: number;
+  /**
+   * A heartbeat answered slower than this marks the connection degraded.
+   * @default half of heartbeatTimeoutMs
+   */
+  readonly heartbeatSlowThresholdMs?: number;
+  /** `heartbeatSlowThresholdMs` in seconds. */
+  readonly heartbeatSlowThreshold?: number;
+  /** The circuit breaker's settings, or `false` for none. */
+  readonly circuitBreaker?: CircuitBreakerOptions | false;
+  /**
+   * Calls made while the worker is (re)starting wait in a buffer of this size; beyond it they fail
+   * with `WorkerUnavailableError`.
+   * @default 1000
+   */
+  readonly maxBufferedCalls?: number;
+  /**
+   * Every call to this worker may safely run twice: one that was in flight when the worker died
+   * is sent again once it is back (within its timeout). A call's own `idempotent` wins.
+   * @default false
+   */
+  readonly idempotent?: boolean;
+  /**
+   * How many times an idempotent call may be re-sent.
+   * @default 1
+   */
+  readonly retries?: number;
+  /** XState's inspect option for this worker's connection machine (Stately inspector, JSONL…). */
+  readonly inspect?: InspectOption;
+  /** Supervisors set this: the connection machine joins their actor system. */
+  readonly parentActor?: AnyActorRef;
+}
+
+export interface SpawnOptions extends CommonOptions {
+  /** Extra arguments after the script path (e.g. `["--worker"]`, which Python v4 parents add). */
+  readonly args?: readonly string[];
+  /** Extra environment for the child (merged over this process's environment). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly cwd?: string;
+  /**
+   * After the `shutdown` message, how long `stop()` waits before SIGTERM.
+   * @default 2000
+   */
+  readonly shutdownTimeoutMs?: number;
+  /** Alias of `shutdownTimeoutMs`. */
+  readonly shutdownTimeout?: number;
+  /**
+   * After SIGTERM, how long `stop()` waits before SIGKILL.
+   * @default 2000
+   */
+  readonly killTimeoutMs?: number;
+  /** Alias of `killTimeoutMs`. */
+  readonly killTimeout?: number;
+  /**
+   * Interface the parent binds for the child to connect to.
+   * @default "127.0.0.1"
+   */
+  readonly host?: string;
+}
+
+/** Options for `ParentWorker.connect()`. */
+export interface ConnectOptions extends CommonOptions {
+  /** Where services are registered. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
+  readonly registry?: RegistryBackend;
+  /** Shorthand for `registry: new FileRegistry({ dir })`. */
+  readonly registryDir?: string;
+  /**
+   * Host the service listens on.
+   * @default "127.0.0.1"
+   */
+  readonly host?: string;
+}
+
+export type ParentOptions = SpawnOptions & ConnectOptions;
+
+export const PARENT_DEFAULTS = Object.freeze({
+  defaultTimeoutMs: 30_000,
+  startupTimeoutMs: 10_000,
+  shutdownTimeoutMs: 2_000,
+  killTimeoutMs: 2_000,
+  namespace: "default",
+  maxRestartAttempts: 5,
+  restart: "permanent" as RestartType,
+  stablePeriodMs: 10_000,
+  heartbeatIntervalMs: 5_000,
+  heartbeatTimeoutMs: 3_000,
+  heartbeatMaxMisses: 3,
+  maxBufferedCalls: 1000,
+  idempotent: false,
+  retries: 1,
+  circuitResetTimeoutMs: 5_000,
+  circuitResetMultiplier: 2,
+  circuitMaxResetTimeoutMs: 60_000,
+  host: "127.0.0.1",
+});
+
+/** The checked settings a ParentWorker runs with: every duration in ms, nothing left undefined. */
+export interface ResolvedOptions {
+  readonly defaultTimeoutMs: number;
+  readonly startupTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly killTimeoutMs: number;
+  readonly maxRestartAttempts: number;
+  readonly restart: RestartType;
+  readonly backoff: BackoffOptions;
+  readonly stablePeriodMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly heartbeatMaxMisses: number;
+  readonly heartbeatSlowThresholdMs: number;
+  readonly maxBufferedCalls: number;
+  readonly idempotent: boolean;
+  readonly retries: number;
+  /** undefined: no circuit breaker. */
+  readonly circuit:
+    | {
+        readonly window: Partial<FailureWindowOptions>;
+        readonly resetTimeoutMs: number;
+        readonly resetMultiplier: number;
+        readonly maxResetTimeoutMs: number;
+        readonly countApplicationErrors: boolean;
+      }
+    | undefined;
+  readonly host: string;
+}
+
+/** Checks every option and resolves aliases and defaults; throws InvalidArgumentError naming the option. */
+export function resolveOptions(options: ParentOptions): ResolvedOptions {
+  const o = options;
+  const seconds = (value: number | undefined, name: string, zeroAllowed: boolean) =>
+    value === undefined ? undefined : checkSeconds(value, name, zeroAllowed) * 1000;
+  const heartbeatTimeoutMs = checkDuration(
+    o.heartbeatTimeoutMs ?? seconds(o.heartbeatTimeout, "heartbeatTimeout", false) ?? PARENT_DEFAULTS.heartbeatTimeoutMs,
+    o.heartbeatTimeoutMs !== undefined ? "heartbeatTimeoutMs" : "heartbeatTimeout",
+    false,
+  );
+  const breaker = o.circuitBreaker === false ? undefined : (o.circuitBreaker ?? {});
+  const resetTimeoutMs =
+    breaker && checkTimeout(breaker.resetTimeoutMs ?? breaker.resetTimeout ?? PARENT_DEFAULTS.circuitResetTimeoutMs, "circuitBreaker.resetTimeoutMs");
+  const { resetTimeoutMs: _a, resetTimeout: _b, resetMultiplier, maxResetTimeoutMs, maxResetTimeout, countApplicationErrors, ...window } = breaker ?? {};
+  return {
+    defaultTimeoutMs: checkTimeout(o.defaultTimeoutMs ?? o.defaultTimeout ?? PARENT_DEFAULTS.defaultTimeoutMs, "defaultTimeoutMs"),
+    startupTimeoutMs: checkTimeout(o.startupTimeoutMs ?? o.startupTimeout ?? PARENT_DEFAULTS.startupTimeoutMs, "startupTimeoutMs"),
+    shutdownTimeoutMs: checkDuration(o.shutdownTimeoutMs ?? o.shutdownTimeout ?? PARENT_DEFAULTS.shutdownTimeoutMs, "shutdownTimeoutMs", true),
+    killTimeoutMs: checkDuration(o.killTimeoutMs ?? o.killTimeout ?? PARENT_DEFAULTS.killTimeoutMs, "killTimeoutMs", true),
+    maxRestartAttempts: checkCount(o.maxRestartAttempts ?? PARENT_DEFAULTS.maxRestartAttempts, "maxRestartAttempts"),
+    restart: checkRestartType(o.restart ?? PARENT_DEFAULTS.restart),
+    backoff: resolveBackoff(o.backoff),
+    stablePeriodMs: checkTimeout(o.stablePeriodMs ?? o.stablePeriod ?? PARENT_DEFAULTS.stablePeriodMs, "stablePeriodMs"),
+    heartbeatIntervalMs: checkDuration(
+      o.heartbeatIntervalMs ?? seconds(o.heartbeatInterval, "heartbeatInterval", true) ?? PARENT_DEFAULTS.heartbeatIntervalMs,
+      "heartbeatIntervalMs",
+      true,
+    ),
+    heartbeatTimeoutMs,
+    heartbeatMaxMisses: checkCount(o.heartbeatMaxMisses ?? PARENT_DEFAULTS.heartbeatMaxMisses, "heartbeatMaxMisses", 1),
+    heartbeatSlowThresholdMs:
+      o.heartbeatSlowThresholdMs !== undefined
+        ? checkDuration(o.heartbeatSlowThresholdMs, "heartbeatSlowThresholdMs", false)
+        : (seconds(o.heartbeatSlowThreshold, "heartbeatSlowThreshold", false) ?? heartbeatTimeoutMs / 2),
+    maxBufferedCalls: checkCount(o.maxBufferedCalls ?? PARENT_DEFAULTS.maxBufferedCalls, "maxBufferedCalls"),
+    idempotent: checkBoolean(o.idempotent ?? PARENT_DEFAULTS.idempotent, "idempotent"),
+    retries: checkRetries(o.retries ?? PARENT_DEFAULTS.retries),
+    circuit:
+      breaker === undefined
+        ? undefined
+        : {
+            window,
+            resetTimeoutMs: resetTimeoutMs!,
+            resetMultiplier: checkMultiplier(resetMultiplier ?? PARENT_DEFAULTS.circuitResetMultiplier),
+            maxResetTimeoutMs: Math.max(
+              resetTimeoutMs!,
+              checkTimeout(maxResetTimeoutMs ?? maxResetTimeout ?? PARENT_DEFAULTS.circuitMaxResetTimeoutMs, "circuitBreaker.maxResetTimeoutMs"),
+            ),
+            countApplicationErrors: checkBoolean(countApplicationErrors ?? false, "circuitBreaker.countApplicationErrors"),
+          },
+    host: o.host ?? PARENT_DEFAULTS.host,
+  };
+}
+
+export function isValidTimeout(value: unknown): value is number {
+  return typeof value === "number" && (value === Infinity || (Number.isFinite(value) && value > 0));
+}
+
+export function checkTimeout(value: number, name: string): number {
+  if (!isValidTimeout(value)) throw new InvalidArgumentError(`${name} must be a positive number of ms or Infinity, got ${String(value)}`);
+  return value;
+}
+
+function checkDuration(value: number, name: string, zeroAllowed: boolean): number {
+  const ok = typeof value === "number" && Number.isFinite(value) && (value > 0 || (zeroAllowed && value === 0));
+  if (!ok) throw new InvalidArgumentError(`${name} must be a ${zeroAllowed ? "non-negative" : "positive"} number of ms, got ${String(value)}`);
+  return value;
+}
+
+function checkSeconds(value: number, name: string, zeroAllowed: boolean): number {
+  const ok = typeof value === "number" && Number.isFinite(value) && (value > 0 || (zeroAllowed && value === 0));
+  if (!ok) throw new InvalidArgumentError(`${name} must be a ${zeroAllowed ? "non-negative" : "positive"} number of seconds, got ${String(value)}`);
+  return value;
+}
+
+function checkCount(value: number, name: string, min = 0): number {
+  const ok = value === Infinity || (Number.isInteger(value) && value >= min);
+  if (!ok) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min} (or Infinity), got ${String(value)}`);
+  return value;
+}
+
+function checkMultiplier(value: number): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 1) {
+    throw new InvalidArgumentError(`circuitBreaker.resetMultiplier must be a number ≥ 1, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkBoolean(value: unknown, name: string): boolean {
+  if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${String(value)}`);
+  return value;
+}
+
+export function checkRetries(value: number | undefined): number {
+  if (value === undefined) return 1;
+  if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`retries must be an integer ≥ 0, got ${String(value)}`);
+  return value;
+}
+
+function checkRestartType(value: string): RestartType {
+  if (value !== "permanent" && value !== "transient" && value !== "temporary") {
+    throw new InvalidArgumentError(`restart must be "permanent", "transient" or "temporary", got ${JSON.stringify(value)}`);
+  }
+  return value;
+}

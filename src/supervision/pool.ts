@@ -1,0 +1,147 @@
+import { CallTimeoutError, InvalidArgumentError, WorkerExitedError, WorkerNotRunningError } from "../errors.js";
+import { checkRetries } from "../parent/options.js";
+import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "../parent/call-proxy.js";
+import type { ParentWorker } from "../parent/parent-worker.js";
+import type { Balancer } from "./balancers/balancer.js";
+import { LeastBusy } from "./balancers/least-busy.js";
+import { RoundRobin } from "./balancers/round-robin.js";
+import type { NodeContext, SupervisedNode } from "./node.js";
+import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, type PoolSpec, type WorkerSpec } from "./spec.js";
+import { Supervisor } from "./supervisor-node.js";
+import { WorkerNode } from "./worker-node.js";
+
+const WAITING_STATES = new Set(["spawning", "connecting", "restarting"]);
+
+/**
+ * A dynamic pool of identical workers under one_for_one supervision. A call goes to one live
+ * member (round-robin or least-busy); when none is live, to one that is coming back (its buffer
+ * holds the call). An idempotent call cut off by a member's death is sent again to another live
+ * member. `resize()` grows or shrinks the pool within `maxChildren`.
+ */
+export class Pool extends Supervisor {
+  readonly maxChildren: number;
+  readonly call: CallProxy<DynamicFunctions>;
+  readonly #spec: PoolSpec;
+  readonly #members: WorkerNode[];
+  readonly #balancer: Balancer;
+  readonly #childContext: NodeContext;
+  #serial: number;
+
+  constructor(spec: PoolSpec, context: NodeContext) {
+    const members: WorkerNode[] = [];
+    let childContext: NodeContext | undefined;
+    super(
+      {
+        id: spec.id,
+        strategy: "one_for_one",
+        intensity: spec.intensity ?? DEFAULT_INTENSITY,
+        periodMs: spec.periodMs ?? spec.period ?? DEFAULT_PERIOD_MS,
+      },
+      context,
+      {
+        kind: "pool",
+        parallelStart: true,
+        children: (self) => {
+          childContext = self;
+          for (let i = 0; i < (spec.size ?? 1); i++) members.push(new WorkerNode(poolMember(spec, i + 1), self));
+          return [...members];
+        },
+      },
+    );
+    this.#spec = spec;
+    this.#members = members;
+    this.#serial = members.length;
+    this.#childContext = childContext!;
+    this.#balancer = spec.select === "least-busy" ? new LeastBusy() : new RoundRobin();
+    this.maxChildren = spec.maxChildren ?? spec.size ?? 1;
+    this.call = createCallProxy((fn, args, options) => this.invoke(fn, args, options));
+  }
+
+  get size(): number {
+    return this.#members.length;
+  }
+
+  get workers(): readonly ParentWorker[] {
+    return this.#members.map((node) => node.worker);
+  }
+
+  /** Calls `fn` on one member of the pool. */
+  invoke<T = unknown>(functionName: string, args: unknown[], options?: CallOptions): Promise<T> {
+    const workers = this.workers;
+    const worker = this.#balancer.pick(workers) ?? workers.find((member) => WAITING_STATES.has(member.state));
+    if (worker === undefined) {
+      return Promise.reject(new WorkerNotRunningError(this.path, `the pool has no live worker (state: ${this.state})`));
+    }
+    const idempotent = options?.idempotent ?? this.#spec.idempotent ?? false;
+    if (!idempotent) return worker.invoke<T>(functionName, args, options);
+    let retries: number;
+    try {
+      retries = options?.retries === undefined ? (this.#spec.retries ?? 1) : checkRetries(options.retries);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const timeoutMs = options?.timeout ?? worker.defaultTimeout;
+    return this.#invokeRetrying<T>(worker, functionName, args, options, Date.now() + timeoutMs, timeoutMs, retries);
+  }
+
+  /** Sends an idempotent call; if its member dies with it in flight, sends it to another member. */
+  async #invokeRetrying<T>(
+    worker: ParentWorker,
+    functionName: string,
+    args: unknown[],
+    options: CallOptions | undefined,
+    deadline: number,
+    timeoutMs: number,
+    retriesLeft: number,
+  ): Promise<T> {
+    const remaining = timeoutMs === Infinity ? Infinity : deadline - Date.now();
+    if (remaining <= 0) throw new CallTimeoutError(functionName, timeoutMs);
+    try {
+      // The pool retries across members; the member itself must not hold it for its own restart.
+      return await worker.invoke<T>(functionName, args, { ...options, timeout: remaining, idempotent: false });
+    } catch (error) {
+      if (!(error instanceof WorkerExitedError) || retriesLeft <= 0) throw error;
+      // Another live member now, or the same one once it is back (its buffer holds the call).
+      const next = this.#balancer.pick(this.workers, worker) ?? worker;
+      return this.#invokeRetrying<T>(next, functionName, args, options, deadline, timeoutMs, retriesLeft - 1);
+    }
+  }
+
+  /** Grows or shrinks the pool to `size` workers (new ones are started, surplus ones stopped, newest first). */
+  async resize(size: number): Promise<void> {
+    if (!Number.isInteger(size) || size < 0 || size > this.maxChildren) {
+      throw new InvalidArgumentError(`${this.path}: size must be an integer from 0 to maxChildren (${this.maxChildren}), got ${String(size)}`);
+    }
+    const children = this.children as SupervisedNode[];
+    while (this.#members.length < size) {
+      const node = new WorkerNode(poolMember(this.#spec, ++this.#serial), this.#childContext);
+      this.#members.push(node);
+      children.push(node);
+      this.#childContext.onReshaped();
+      if (this.state === "running") await node.start();
+    }
+    while (this.#members.length > size) {
+      const node = this.#members.pop()!;
+      children.splice(children.indexOf(node), 1);
+      this.#childContext.onReshaped();
+      await node.stop();
+    }
+  }
+}
+
+/** The spec of a pool's n-th worker. */
+function poolMember(spec: PoolSpec, n: number): WorkerSpec {
+  const {
+    type: _type,
+    size: _size,
+    maxChildren: _max,
+    select: _select,
+    intensity: _intensity,
+    period: _period,
+    periodMs: _periodMs,
+    idempotent: _idempotent,
+    retries: _retries,
+    ...settings
+  } = spec;
+  return { ...settings, type: "worker", id: `${spec.id}-${n}` };
+}

@@ -1,0 +1,145 @@
+import { SupervisorError } from "../errors.js";
+import type { SupervisorState } from "../machines/supervisor.js";
+import type { InspectOption } from "../parent/options.js";
+import type { CallProxy, DynamicFunctions } from "../parent/call-proxy.js";
+import type { ParentWorker } from "../parent/parent-worker.js";
+import type { NodeContext, SupervisedNode, TreeListener } from "./node.js";
+import { Pool } from "./pool.js";
+import { checkTree } from "./check-spec.js";
+import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, resolveChild, type SupervisorSpec } from "./spec.js";
+import { Supervisor } from "./supervisor-node.js";
+import { WorkerNode } from "./worker-node.js";
+
+export interface SuperviseOptions {
+  /** XState's inspect option, handed to the root actor: the inspector sees the whole tree as one system. */
+  inspect?: InspectOption;
+  /** Registry directory for connect-mode children (default: MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
+  registryDir?: string;
+}
+
+function supervisorNode(spec: SupervisorSpec, context: NodeContext, inspect?: InspectOption): Supervisor {
+  return new Supervisor(
+    {
+      id: spec.id,
+      strategy: spec.strategy ?? "one_for_one",
+      intensity: spec.intensity ?? DEFAULT_INTENSITY,
+      periodMs: spec.periodMs ?? spec.period ?? DEFAULT_PERIOD_MS,
+    },
+    context,
+    { inspect, children: (self) => spec.children.map((child) => createNode(child, self)) },
+  );
+}
+
+function createNode(spec: unknown, context: NodeContext): SupervisedNode {
+  const child = resolveChild(spec, `${context.path}/${String((spec as { id?: unknown })?.id ?? "?")}`);
+  switch (child.type) {
+    case "worker":
+      return new WorkerNode(child.spec, context);
+    case "pool":
+      return new Pool(child.spec, context);
+    case "supervisor":
+      return supervisorNode(child.spec, context);
+  }
+}
+
+/** A started (or startable) supervision tree: `supervise(spec)` returns one. */
+export class SupervisionTree {
+  readonly root: Supervisor;
+  readonly #listeners = new Set<TreeListener>();
+  /** get() results by the id or path asked for; a call through `tree.get(id)` costs one Map lookup. */
+  readonly #handles = new Map<string, { call: CallProxy<DynamicFunctions> }>();
+
+  constructor(spec: SupervisorSpec | Omit<SupervisorSpec, "type">, options: SuperviseOptions = {}) {
+    const checked = checkTree(spec);
+    const context: NodeContext = {
+      path: "",
+      parentActor: undefined,
+      registryDir: options.registryDir,
+      emit: (event) => {
+        for (const listener of this.#listeners) listener(event);
+      },
+      onDown: () => undefined, // the root has nobody to escalate to; its "failed" state says it all
+      onReshaped: () => this.#handles.clear(),
+    };
+    this.root = supervisorNode(checked, context, options.inspect);
+  }
+
+  get state(): SupervisorState {
+    return this.root.state;
+  }
+
+  /** Starts every child in order; resolves when all are ready, rejects with SupervisorError (and why) when the root fails. */
+  start(): Promise<void> {
+    return this.root.start();
+  }
+
+  /** Stops everything in reverse start order; resolves when no process of the tree is left. */
+  stop(): Promise<void> {
+    return this.root.stop();
+  }
+
+  /** Every transition of every actor in the tree. Returns an unsubscribe function. */
+  subscribe(listener: TreeListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * A handle for a worker or pool, found by path ("pipeline/fetch", "root/pipeline/fetch") or by
+   * id when only one node has it. It stays valid across restarts: calls made while the worker
+   * restarts wait for it.
+   */
+  get<T extends object = DynamicFunctions>(idOrPath: string): { call: CallProxy<T> } {
+    let handle = this.#handles.get(idOrPath);
+    if (handle === undefined) {
+      const node = this.#find(idOrPath);
+      if (node instanceof WorkerNode) handle = node.worker.handle();
+      else if (node instanceof Pool) handle = { call: node.call };
+      else throw new SupervisorError(node.path, "is a supervisor; get() takes a worker or a pool");
+      this.#handles.set(idOrPath, handle);
+    }
+    return handle as unknown as { call: CallProxy<T> };
+  }
+
+  /** The ParentWorker of a worker (its pid, state, events…). */
+  worker(idOrPath: string): ParentWorker {
+    const node = this.#find(idOrPath);
+    if (node instanceof WorkerNode) return node.worker;
+    throw new SupervisorError(node.path, "is not a worker");
+  }
+
+  /** A pool, to resize it or see its workers. */
+  pool(idOrPath: string): Pool {
+    const node = this.#find(idOrPath);
+    if (node instanceof Pool) return node;
+    throw new SupervisorError(node.path, "is not a pool");
+  }
+
+  /** A supervisor (or pool) in the tree, by id or path; the root by its id. */
+  supervisor(idOrPath: string): Supervisor {
+    const node = idOrPath === this.root.id ? this.root : this.#find(idOrPath);
+    if (node instanceof Supervisor) return node;
+    throw new SupervisorError(node.path, "is not a supervisor");
+  }
+
+  #find(idOrPath: string): SupervisedNode {
+    const all = this.root.descendants;
+    const rootPrefix = `${this.root.id}/`;
+    const path = idOrPath.startsWith(rootPrefix) ? idOrPath : `${rootPrefix}${idOrPath}`;
+    const byPath = all.find((node) => node.path === path);
+    if (byPath) return byPath;
+    if (!idOrPath.includes("/")) {
+      const byId = all.filter((node) => node.id === idOrPath);
+      if (byId.length === 1) return byId[0]!;
+      if (byId.length > 1) {
+        throw new SupervisorError(this.root.path, `'${idOrPath}' is ambiguous (${byId.map((node) => node.path).join(", ")}); use a path`);
+      }
+    }
+    throw new SupervisorError(this.root.path, `has no child '${idOrPath}'`);
+  }
+}
+
+/** Builds a supervision tree from plain data (see `worker()`, `supervisor()`, `pool()`); call `start()` on it. */
+export function supervise(spec: SupervisorSpec | Omit<SupervisorSpec, "type">, options: SuperviseOptions = {}): SupervisionTree {
+  return new SupervisionTree(spec, options);
+}

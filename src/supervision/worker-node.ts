@@ -1,0 +1,101 @@
+import { backoffDelay, resolveBackoff, type BackoffOptions } from "../core/backoff.js";
+import { errorSummary } from "../errors.js";
+import { LIVE_STATES as LIVE, type ConnectionState } from "../machines/connection.js";
+import type { SpawnOptions } from "../parent/options.js";
+import { ParentWorker, type StateChange, type SupervisedOptions } from "../parent/parent-worker.js";
+import type { BringUpOutcome, NodeContext, SupervisedNode } from "./node.js";
+import type { WorkerSpec } from "./spec.js";
+
+const OPENING: ReadonlySet<ConnectionState> = new Set(["spawning", "connecting"]);
+
+/**
+ * A worker under supervision: a ParentWorker whose connection machine never restarts by itself.
+ * When it goes down it waits in `restarting` and this node tells the supervisor, which counts
+ * the restart, waits the worker's backoff and orders `bringUp`.
+ */
+export class WorkerNode implements SupervisedNode {
+  readonly id: string;
+  readonly path: string;
+  readonly worker: ParentWorker;
+  readonly descendants: readonly SupervisedNode[] = [];
+  readonly #backoff: BackoffOptions;
+  /** Transitions the supervisor caused itself (start, stop, bring up) are not downs. */
+  #ordered = 0;
+
+  constructor(spec: WorkerSpec, context: NodeContext) {
+    this.id = spec.id;
+    this.path = `${context.path}/${spec.id}`;
+    this.#backoff = resolveBackoff(spec.backoff);
+    this.worker = createWorker(spec, context, this.path);
+    this.worker.on("state", (change) => this.#onState(change, context));
+  }
+
+  start(): Promise<void> {
+    return this.#order(() => this.worker.start());
+  }
+
+  stop(): Promise<void> {
+    return this.#order(() => this.worker.stop());
+  }
+
+  restartDelayMs(): number {
+    return backoffDelay(Math.max(0, this.worker.recentRestarts - 1), this.#backoff);
+  }
+
+  /** Opens again (from `restarting`), starts (from stopped/failed) or restarts (when up), and reports how it went. */
+  bringUp(reason: string): Promise<BringUpOutcome> {
+    return this.#order(
+      () =>
+        new Promise<BringUpOutcome>((resolve) => {
+          const worker = this.worker;
+          let opened = false;
+          const onState = (change: StateChange) => {
+            if (OPENING.has(change.to)) opened = true;
+            let outcome: BringUpOutcome | undefined;
+            if (LIVE.has(change.to)) outcome = { up: true };
+            else if (change.to === "failed" || change.to === "stopped") outcome = { up: false, reason: change.reason };
+            // A restart attempt that could not open waits in restarting again.
+            else if (change.to === "restarting" && opened) outcome = { up: false, reason: change.reason };
+            if (outcome === undefined) return;
+            worker.off("state", onState);
+            resolve(outcome);
+          };
+          worker.on("state", onState);
+          // The state listener settles it first in every case but a refusal before any transition.
+          worker.restart(reason, true).catch((error: unknown) => {
+            worker.off("state", onState);
+            resolve({ up: false, reason: errorSummary(error) });
+          });
+        }),
+    );
+  }
+
+  async #order<T>(action: () => Promise<T>): Promise<T> {
+    this.#ordered++;
+    try {
+      return await action();
+    } finally {
+      this.#ordered--;
+    }
+  }
+
+  #onState(change: StateChange, context: NodeContext): void {
+    context.emit({ path: this.path, kind: "worker", from: change.from, to: change.to, reason: change.reason, at: change.at });
+    // Going to failed/stopped instead means a temporary child crashed or a transient one exited
+    // cleanly: OTP leaves those alone.
+    if (this.#ordered === 0 && LIVE.has(change.from) && change.to === "restarting") context.onDown(this, change.reason);
+  }
+}
+
+function createWorker(spec: WorkerSpec, context: NodeContext, path: string): ParentWorker {
+  const { id: _id, type: _type, spawn, executable, connect, ...settings } = spec;
+  const options: SpawnOptions & SupervisedOptions & { registryDir?: string } = {
+    ...settings,
+    name: path,
+    supervised: true,
+    parentActor: context.parentActor,
+    registryDir: settings.registryDir ?? context.registryDir,
+  };
+  if (spawn !== undefined) return ParentWorker.spawn(spawn, executable ?? "node", options);
+  return ParentWorker.forService(connect!, options);
+}
