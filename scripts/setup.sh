@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh machine: the Python peer's Debian packages, then npm ci.
-# Python workers need /usr/bin/python3 with python3-zmq and python3-msgpack (PyPI is not used).
+# One-time set-up on a fresh machine: Debian packages for the Python peers, npm ci, the Python library in a venv.
+# Python workers need /usr/bin/python3 with python3-zmq and python3-msgpack; pip fetches only the build backend from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +17,7 @@ fi
 /usr/bin/python3 -c 'import zmq, msgpack; print("python3-zmq", zmq.__version__, "| python3-msgpack", ".".join(map(str, msgpack.version)))'
 
 npm ci --no-audit --no-fund
+
+# The Python worker library, installed the way a user would (pip install ./python into a venv that
+# sees Debian's python3-zmq/python3-msgpack); npm test runs its pytest suite with that venv.
+bash scripts/setup-python.sh >/dev/null
