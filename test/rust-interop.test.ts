@@ -9,6 +9,7 @@
  *    registry and `ParentWorker.connect()` finds it there).
  *  - Rust parent → TS child in spawn mode (`mf_rust_peer parent`, 19 cases) and → TS service in
  *    connect mode (`mf_rust_peer connect --service`, which reads the registry the v4 way; 18 cases).
+ *  - Rust parent → our Python worker library (python/), spawn and connect mode, the same cases.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -31,6 +32,9 @@ import { serviceHarness } from "./helpers/services.js";
 
 const RUST_PEER = fileURLToPath(new URL("./rust-peer/target/release/mf_rust_peer", import.meta.url));
 const TS_WORKER = fixture("math-worker.mjs");
+const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
+const PY_LIB_WORKER = fixture("python-lib/interop_worker.py");
+const PY_ENV = { PYTHONPATH: [fileURLToPath(new URL("../python/src", import.meta.url)), process.env.PYTHONPATH].filter(Boolean).join(":") };
 
 /** The binary's path; throws (failing the test) when it has not been built. */
 function rustPeer(): string {
@@ -87,8 +91,8 @@ interface CaseRecord {
 }
 
 /** Runs mf_rust_peer in a parent role and collects its JSON lines. */
-async function runRustParent(args: string[]): Promise<{ cases: CaseRecord[]; done?: { passed: number; failed: number }; code: number | null; stderr: string }> {
-  const child = spawn(rustPeer(), args, { stdio: ["ignore", "pipe", "pipe"] });
+async function runRustParent(args: string[], env: Record<string, string> = {}): Promise<{ cases: CaseRecord[]; done?: { passed: number; failed: number }; code: number | null; stderr: string }> {
+  const child = spawn(rustPeer(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   started.push(child);
   let stdout = "";
   let stderr = "";
@@ -470,5 +474,32 @@ describe("Rust parent → TS service, connect mode", () => {
     expect(done).toEqual({ passed: 18, failed: 0 });
     expect(code).toBe(0);
     expect(isAlive(service.process.pid!)).toBe(true); // the Rust parent did not stop it
+  }, 60_000);
+});
+
+describe("Rust parent → our Python worker library (python/, its TS-style test worker)", () => {
+  const harness = serviceHarness("multifrost-rust-py-");
+
+  it("spawn mode: passes every interop case", async () => {
+    const { cases, done, code, stderr } = await runRustParent(
+      ["parent", "--exec", PYTHON, "--script", PY_LIB_WORKER, "--script-arg", "ts-style"],
+      PY_ENV,
+    );
+    const failed = cases.filter((c) => !c.ok);
+    expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr}`).toEqual([]);
+    expect(cases.map((c) => c.case)).toEqual(ALL_CASES);
+    expect(done).toEqual({ passed: 19, failed: 0 });
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it("connect mode: finds the self-registered Python service and passes every case but shutdown", async () => {
+    const service = await harness.startService("py-for-rust", PYTHON, [PY_LIB_WORKER, "ts-style"], PY_ENV);
+    const { cases, done, code, stderr } = await runRustParent(["connect", "--service", "py-for-rust", "--registry-dir", harness.registryDir]);
+    const failed = cases.filter((c) => !c.ok);
+    expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr}`).toEqual([]);
+    expect(cases.map((c) => c.case)).toEqual(ALL_CASES.filter((name) => name !== "shutdown"));
+    expect(done).toEqual({ passed: 18, failed: 0 });
+    expect(code).toBe(0);
+    expect(isAlive(service.process.pid!)).toBe(true);
   }, 60_000);
 });
