@@ -5,8 +5,8 @@
 //   node bench/run.mjs [--quick] [--rounds=N] [--no-supervision]
 //
 // Then, unless --no-supervision, it runs bench/supervision.mjs (supervised vs bare worker, parent
-// memory per worker, a 50-worker fleet) in a fresh process with the same arguments, whose report
-// follows on stdout.
+// memory per worker, a 50-worker fleet) and bench/restart-latency.mjs (restart-decision latency,
+// supervised vs self-restarting) in fresh processes with the same arguments; their reports follow.
 //
 // "ours": ParentWorker.spawn(bench/workers/echo-worker.mjs) + worker.handle().call.add(1, 2)
 //         against a ChildWorker subclass.
@@ -351,13 +351,15 @@ async function main() {
   log(`raw data: ${file}`);
 
   if (!argv.includes("--no-supervision")) {
-    console.log("");
-    const code = await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [fileURLToPath(new URL("./supervision.mjs", import.meta.url)), ...argv], { stdio: "inherit" });
-      child.once("error", reject);
-      child.once("exit", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
-    });
-    if (code !== 0) throw new Error(`bench/supervision.mjs exited with ${code}`);
+    for (const script of ["./supervision.mjs", "./restart-latency.mjs"]) {
+      console.log("");
+      const code = await new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...argv], { stdio: "inherit" });
+        child.once("error", reject);
+        child.once("exit", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
+      });
+      if (code !== 0) throw new Error(`bench/${script.slice(2)} exited with ${code}`);
+    }
   }
 }
 

@@ -21,3 +21,11 @@ npm ci --no-audit --no-fund
 # The Python worker library, installed the way a user would (pip install ./python into a venv that
 # sees Debian's python3-zmq/python3-msgpack); npm test runs its pytest suite with that venv.
 bash scripts/setup-python.sh >/dev/null
+
+# Our Rust v4 peer (test/rust-peer), for the TS↔Rust interop tests; needs cargo (and installs
+# Debian's libzmq3-dev when missing).
+if command -v cargo >/dev/null; then
+  bash scripts/build-rust-peer.sh >/dev/null
+else
+  echo "setup: cargo not found: test/rust-interop.test.ts will fail until 'bash scripts/build-rust-peer.sh' has run" >&2
+fi
