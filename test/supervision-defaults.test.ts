@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ParentWorker } from "../src/index.js";
 import { fixture, workerTracker } from "./helpers/fixtures.js";
@@ -7,7 +8,8 @@ import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 // figures issue 9 promises. These take their real time (≈ 26 s and ≈ 8 s), so they have a file of
 // their own and run beside the rest.
 
-const SEQUENTIAL_PY = fixture("sequential_v4_child.py");
+// Our Python v4 peer (written from the spec): calls one at a time, heartbeats only between them, like Python v4.
+const PY_V4_PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
 const MATH = fixture("math-worker.mjs");
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
 const workers = workerTracker();
@@ -22,7 +24,7 @@ afterAll(async () => {
 
 describe("default heartbeat settings", () => {
   it("a sequential v4 child finishes a 26 s call whose timeout is 60 s, and is never restarted", { timeout: 60_000 }, async () => {
-    const w: ParentWorker = workers.spawn(SEQUENTIAL_PY, PYTHON, { autoRestart: true });
+    const w: ParentWorker = workers.spawn(PY_V4_PEER, PYTHON, { args: ["child"], autoRestart: true });
     await w.start();
     const pid = w.pid;
     const states: string[] = [];

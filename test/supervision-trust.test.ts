@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   CallTimeoutError,
@@ -18,7 +19,8 @@ import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 const MATH = fixture("math-worker.mjs");
 const SUPERVISED = fixture("supervised-worker.mjs");
 const MISBEHAVING = fixture("misbehaving-child.mjs");
-const SEQUENTIAL_PY = fixture("sequential_v4_child.py");
+// Our Python v4 peer (written from the spec): calls one at a time, heartbeats only between them, like Python v4.
+const PY_V4_PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
 const ONCE = fixture("fails-after-first-start.mjs");
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
 const quiet = { onOutput: () => {} };
@@ -105,7 +107,7 @@ describe("intensity is OTP's: every restart attempt counts", () => {
 describe("busy is not dead", () => {
   it("a sequential v4 Python child in a call longer than the heartbeat budget finishes it, and is not restarted", async () => {
     // Heartbeats every 100 ms, 100 ms to answer, 3 misses: an idle silent worker would be declared hung in ~0.6 s.
-    const w = workers.spawn(SEQUENTIAL_PY, PYTHON, { heartbeatIntervalMs: 100, heartbeatTimeoutMs: 100, heartbeatMaxMisses: 3, autoRestart: true });
+    const w = workers.spawn(PY_V4_PEER, PYTHON, { args: ["child"], heartbeatIntervalMs: 100, heartbeatTimeoutMs: 100, heartbeatMaxMisses: 3, autoRestart: true });
     await w.start();
     const pid = w.pid;
     const states: string[] = [];
