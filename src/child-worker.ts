@@ -1,5 +1,5 @@
 import { callableNames } from "./actors/callable-names.js";
-import { Dispatcher, type Handler } from "./actors/dispatcher.js";
+import { DISPATCHER_DEFAULTS, Dispatcher, type Handler } from "./actors/dispatcher.js";
 import { OutputCapture } from "./actors/output-capture.js";
 import { PeerTable } from "./actors/peer-table.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
@@ -54,16 +54,52 @@ export interface ChildWorkerOptions {
    * parents as stdout/stderr messages, one per line. Default true.
    */
   forwardOutput?: boolean;
+  /**
+   * Obey a `shutdown` message. A refused one is counted (`rejected["shutdown-refused"]`) and
+   * logged once on this process's stderr.
+   * @default true when spawned (COMLINK_ZMQ_PORT set), false for a connect-mode service
+   */
+  acceptShutdown?: boolean;
+  /**
+   * Calls that may wait for a slot beyond the `concurrency` running ones; a call beyond it gets
+   * an `error` reply `"BusyError: …"` at once.
+   * @default 10_000
+   */
+  maxQueuedCalls?: number;
+  /**
+   * Arguments a call may pass; more get an `error` reply `"InvalidArgumentError: …"` (a handler
+   * receives its arguments on the stack, which holds about 120,000).
+   * @default 65_536
+   */
+  maxArgs?: number;
+  /**
+   * Forwarded output waiting in the send queue beyond this many bytes (parents not reading fast
+   * enough) is dropped until the queue has drained, then one line says how many lines were lost.
+   * @default 8 MiB
+   */
+  maxOutputBacklogBytes?: number;
+  /**
+   * Bytes this process's own stdout/stderr may hold unwritten (a pipe nobody reads) before
+   * printed lines are dropped, counted and reported by one line once it drains.
+   * @default 1 MiB
+   */
+  maxPendingOutputBytes?: number;
 }
 
 export interface ChildWorkerStats {
   callsReceived: number;
   heartbeatsAnswered: number;
-  /** Frames dropped or refused, by reason. */
-  rejected: Partial<Record<RejectReason | "namespace-mismatch" | "short-envelope", number>>;
+  /** Frames dropped or refused, by reason (`shutdown-refused`: a `shutdown` ignored, see `acceptShutdown`). */
+  rejected: Partial<Record<RejectReason | "namespace-mismatch" | "short-envelope" | "shutdown-refused", number>>;
   sendFailures: number;
   /** Lines sent to parents as stdout/stderr messages (each counted once, whatever the number of parents). */
   linesForwarded: number;
+  /** Printed lines dropped because the parents or this process's own stdout/stderr did not keep up. */
+  linesDropped: number;
+  /** Calls refused with a BusyError: `maxQueuedCalls` were already waiting. */
+  callsRefusedBusy: number;
+  /** Calls refused for passing more than `maxArgs` arguments. */
+  callsRefusedArgs: number;
 }
 
 /** Connect mode: the name to register, where, and the interface to bind. */
@@ -87,10 +123,24 @@ export abstract class ChildWorker {
   protected readonly serviceId: string | undefined;
 
   readonly #options: Required<
-    Pick<ChildWorkerOptions, "concurrency" | "shutdownGraceMs" | "exitAfterStopMs" | "orphanGraceMs" | "handleSignals" | "forwardOutput">
-  >;
+    Pick<
+      ChildWorkerOptions,
+      | "concurrency"
+      | "shutdownGraceMs"
+      | "exitAfterStopMs"
+      | "orphanGraceMs"
+      | "handleSignals"
+      | "forwardOutput"
+      | "maxQueuedCalls"
+      | "maxArgs"
+      | "maxOutputBacklogBytes"
+      | "maxPendingOutputBytes"
+    >
+  > & { acceptShutdown: boolean | undefined };
   readonly #peers = new PeerTable();
   #capture: OutputCapture | undefined;
+  /** Lines the capture dropped locally, kept once it is uninstalled. */
+  #localDropped = 0;
   /** Connect mode's settings; undefined in spawn-only workers (no serviceId). */
   readonly #connect: ConnectSettings | undefined;
   #registered = false;
@@ -103,7 +153,25 @@ export abstract class ChildWorker {
   #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
   #parentWatch: NodeJS.Timeout | undefined;
   #orphanTimer: NodeJS.Timeout | undefined;
-  readonly #stats: ChildWorkerStats = { callsReceived: 0, heartbeatsAnswered: 0, rejected: {}, sendFailures: 0, linesForwarded: 0 };
+  /** Resolved in `run()`: the option, or true when spawned and false for a service. */
+  #acceptShutdown = false;
+  #shutdownRefusalLogged = false;
+  /** Output bytes queued since the send queue was last seen empty (an upper bound of what waits). */
+  #outputBacklogBytes = 0;
+  /** Forwarded output is being dropped until the send queue drains. */
+  #outputHeld = false;
+  #outputDropped = 0;
+  #outputUnreported = 0;
+  readonly #stats: ChildWorkerStats = {
+    callsReceived: 0,
+    heartbeatsAnswered: 0,
+    rejected: {},
+    sendFailures: 0,
+    linesForwarded: 0,
+    linesDropped: 0,
+    callsRefusedBusy: 0,
+    callsRefusedArgs: 0,
+  };
 
   constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
     const options = typeof serviceIdOrOptions === "string" ? { serviceId: serviceIdOrOptions } : serviceIdOrOptions ?? {};
@@ -115,6 +183,11 @@ export abstract class ChildWorker {
       orphanGraceMs: checkOrphanGrace(options.orphanGraceMs ?? 2000),
       handleSignals: options.handleSignals ?? true,
       forwardOutput: options.forwardOutput ?? true,
+      acceptShutdown: options.acceptShutdown,
+      maxQueuedCalls: checkCount(options.maxQueuedCalls ?? DISPATCHER_DEFAULTS.maxQueued, "maxQueuedCalls", 0),
+      maxArgs: checkCount(options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs, "maxArgs", 0),
+      maxOutputBacklogBytes: checkCount(options.maxOutputBacklogBytes ?? 8 * 1024 * 1024, "maxOutputBacklogBytes", 0),
+      maxPendingOutputBytes: checkCount(options.maxPendingOutputBytes ?? 1024 * 1024, "maxPendingOutputBytes", 0),
     };
     this.#connect =
       options.serviceId === undefined
@@ -132,7 +205,11 @@ export abstract class ChildWorker {
   }
 
   get stats(): Readonly<ChildWorkerStats> {
-    return this.#stats;
+    const stats = this.#stats;
+    stats.linesDropped = this.#outputDropped + (this.#capture?.linesDropped ?? this.#localDropped);
+    stats.callsRefusedBusy = this.#dispatcher?.refusedBusy ?? 0;
+    stats.callsRefusedArgs = this.#dispatcher?.refusedArgs ?? 0;
+    return stats;
   }
 
   /**
@@ -157,12 +234,17 @@ export abstract class ChildWorker {
     }
 
     this.#running = true;
+    this.#acceptShutdown = this.#options.acceptShutdown ?? endpoint !== undefined;
     const handlers = new Map<string, Handler>();
     for (const name of this.listFunctions()) {
       const method = (this as unknown as Record<string, Handler>)[name]!;
       handlers.set(name, method.bind(this));
     }
-    this.#dispatcher = new Dispatcher(handlers, { concurrency: this.#options.concurrency });
+    this.#dispatcher = new Dispatcher(handlers, {
+      concurrency: this.#options.concurrency,
+      maxQueued: this.#options.maxQueuedCalls,
+      maxArgs: this.#options.maxArgs,
+    });
     const channel = new RouterChannel((peer) => {
       this.#stats.sendFailures++;
       if (peer !== undefined) this.#peers.forget(peer); // unreachable: stop forwarding to it
@@ -189,7 +271,9 @@ export abstract class ChildWorker {
       },
     );
     if (this.#options.forwardOutput) {
-      this.#capture = new OutputCapture((stream, line) => this.#forwardLine(stream, line));
+      this.#capture = new OutputCapture((stream, line) => this.#forwardLine(stream, line), {
+        maxPendingBytes: this.#options.maxPendingOutputBytes,
+      });
       this.#capture.install();
     }
     await finished;
@@ -229,13 +313,14 @@ export abstract class ChildWorker {
       }
       return;
     }
-    this.#peers.heard(frames);
     switch (message.type) {
       case "call": {
         if (message.namespace !== this.namespace) {
           this.#reject("namespace-mismatch");
           return;
         }
+        // Only a caller (or a pinger, below) gets this process's output, not whoever connects.
+        this.#peers.heard(frames);
         this.#stats.callsReceived++;
         if (this.#stopping) {
           this.#channel?.reply(frames, encodeMessage(createError(message.id, "WorkerStoppingError: worker is shutting down")));
@@ -246,25 +331,79 @@ export abstract class ChildWorker {
       }
       case "heartbeat":
         // Answered here, outside the call queue: a busy worker is not a dead one.
+        this.#peers.heard(frames);
         this.#stats.heartbeatsAnswered++;
         this.#channel?.reply(frames, encodeMessage(createHeartbeatReply(message as HeartbeatMessage)));
         return;
       case "shutdown":
-        void this.#stop("shutdown-message");
+        if (this.#acceptShutdown) {
+          void this.#stop("shutdown-message");
+          return;
+        }
+        this.#reject("shutdown-refused");
+        if (!this.#shutdownRefusalLogged) {
+          this.#shutdownRefusalLogged = true;
+          this.#printLocally(
+            "stderr",
+            `multifrost child: ignored a 'shutdown' message${this.serviceId === undefined ? "" : ` for service '${this.serviceId}'`} (acceptShutdown is off; further ones are only counted)\n`,
+          );
+        }
         return;
       default:
         return; // responses, output and unknown types are not for a child
     }
   }
 
-  /** Sends one printed line to every parent heard from; false when there is none yet. */
+  /**
+   * Sends one printed line to every parent that called or pinged; false when there is none yet
+   * (the line is then printed here). A line the parents cannot take fast enough is dropped.
+   */
   #forwardLine(stream: "stdout" | "stderr", line: string): boolean {
     const channel = this.#channel;
     if (channel === undefined || channel.closed || this.#peers.size === 0) return false;
+    if (this.#outputHeld) {
+      this.#outputDropped++;
+      this.#outputUnreported++;
+      return true;
+    }
+    if (channel.sendBacklog === 0) this.#outputBacklogBytes = 0;
     const payload = encodeMessage(createOutput(nextMessageId(), stream, line));
+    // Each queued message also costs its frame array and Buffer objects: about 200 bytes more.
+    const bytes = (payload.length + 200) * this.#peers.size;
+    if (this.#outputBacklogBytes + bytes > this.#options.maxOutputBacklogBytes && channel.sendBacklog > 0) {
+      this.#holdOutput(channel);
+      this.#outputDropped++;
+      this.#outputUnreported++;
+      return true;
+    }
+    this.#outputBacklogBytes += bytes;
+    this.#sendOutput(channel, payload);
+    return true;
+  }
+
+  #sendOutput(channel: RouterChannel, payload: Buffer): void {
     for (const [peer, envelope] of this.#peers.entries()) channel.send(envelope, payload, peer);
     this.#stats.linesForwarded++;
-    return true;
+  }
+
+  /** Drops forwarded lines until the send queue has drained, then says how many were lost. */
+  #holdOutput(channel: RouterChannel): void {
+    this.#outputHeld = true;
+    void channel.drained().then(() => {
+      this.#outputHeld = false;
+      this.#outputBacklogBytes = 0;
+      const lost = this.#outputUnreported;
+      this.#outputUnreported = 0;
+      if (lost === 0 || channel.closed || this.#peers.size === 0) return;
+      const text = `[multifrost] ${lost} output line${lost === 1 ? "" : "s"} dropped: the parents did not read them fast enough`;
+      this.#sendOutput(channel, encodeMessage(createOutput(nextMessageId(), "stderr", text)));
+    });
+  }
+
+  /** Prints on this process's own stream, never forwarded. */
+  #printLocally(stream: "stdout" | "stderr", text: string): void {
+    if (this.#capture) this.#capture.printLocally(stream, text);
+    else (stream === "stdout" ? process.stdout : process.stderr).write(text);
   }
 
   #reject(reason: keyof ChildWorkerStats["rejected"]): void {
@@ -287,6 +426,7 @@ export abstract class ChildWorker {
     }
     // Back to the real streams (partial lines are flushed to the parents while we still can).
     this.#capture?.uninstall();
+    this.#localDropped = this.#capture?.linesDropped ?? this.#localDropped;
     this.#capture = undefined;
     if (channel) {
       await withTimeout(channel.drained(), 1000);
@@ -359,6 +499,13 @@ export abstract class ChildWorker {
       },
     );
   }
+}
+
+function checkCount(value: number, name: string, min: number): number {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
 }
 
 function checkOrphanGrace(value: number | false): number | false {

@@ -20,12 +20,23 @@ export type Handler = (...args: unknown[]) => unknown;
 export interface DispatcherOptions {
   /** Calls run at once; further calls wait in order. */
   concurrency: number;
+  /** Calls that may wait for a slot; beyond it a call is refused with a BusyError reply. */
+  maxQueued?: number;
+  /** Arguments a call may pass; beyond it a call is refused (see `DISPATCHER_DEFAULTS.maxArgs`). */
+  maxArgs?: number;
   /** Names that answer with the list of callable names (v4 `listFunctions`/`list_functions`). */
   listNames?: readonly string[];
 }
 
 /** Replies go to `send(context, reply)`; `context` says where (e.g. the request's frames). */
 export type ReplyFn<C> = (context: C, reply: Buffer) => void;
+
+/**
+ * `maxArgs`: arguments reach a handler on the stack (`fn(...args)`, `fn.apply` and `Reflect.apply`
+ * alike): with Node 20's default stack, 120,000 arguments work and 125,000 throw "Maximum call
+ * stack size exceeded". 65,536 leaves half the stack to the handler.
+ */
+export const DISPATCHER_DEFAULTS = Object.freeze({ maxQueued: 10_000, maxArgs: 65_536 });
 
 /** What a callable name stands for: a handler, or the list of names. */
 const LIST = Symbol("list of names");
@@ -35,6 +46,10 @@ export class Dispatcher {
   readonly #table: ReadonlyMap<string, Handler | typeof LIST>;
   readonly #names: string[];
   readonly #queue: PQueue;
+  readonly #maxQueued: number;
+  readonly #maxArgs: number;
+  #refusedBusy = 0;
+  #refusedArgs = 0;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#names = [...handlers.keys()].sort();
@@ -42,6 +57,18 @@ export class Dispatcher {
     for (const name of options.listNames ?? ["listFunctions", "list_functions"]) table.set(name, LIST);
     this.#table = table;
     this.#queue = new PQueue({ concurrency: options.concurrency });
+    this.#maxQueued = options.maxQueued ?? DISPATCHER_DEFAULTS.maxQueued;
+    this.#maxArgs = options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs;
+  }
+
+  /** Calls refused because `maxQueued` calls were already waiting. */
+  get refusedBusy(): number {
+    return this.#refusedBusy;
+  }
+
+  /** Calls refused for passing more than `maxArgs` arguments. */
+  get refusedArgs(): number {
+    return this.#refusedArgs;
   }
 
   get functionNames(): readonly string[] {
@@ -73,8 +100,20 @@ export class Dispatcher {
       send(context, encodeMessage(createError(call.id, error)));
       return;
     }
+    if (call.args.length > this.#maxArgs) {
+      this.#refusedArgs++;
+      const error = `InvalidArgumentError: call to '${name}' passes ${call.args.length} arguments; this worker accepts at most ${this.#maxArgs} (maxArgs): pass an array instead`;
+      send(context, encodeMessage(createError(call.id, error)));
+      return;
+    }
     const queue = this.#queue;
     if (queue.size > 0 || queue.pending >= queue.concurrency) {
+      if (queue.size >= this.#maxQueued) {
+        this.#refusedBusy++;
+        const error = `BusyError: worker busy (${queue.pending} calls running, ${queue.size} waiting; maxQueuedCalls ${this.#maxQueued})`;
+        send(context, encodeMessage(createError(call.id, error)));
+        return;
+      }
       // At the bound: wait in order for a slot.
       void queue.add(() => this.#settle(this.#invoke(call, handler), context, send));
       return;

@@ -1,3 +1,4 @@
+import { BoundedWriter } from "./bounded-writer.js";
 import { LineSplitter } from "./line-splitter.js";
 
 /**
@@ -5,7 +6,9 @@ import { LineSplitter } from "./line-splitter.js";
  * so one hook catches both — and hands each complete line to `forward`. When `forward`
  * returns false (no parent to send to yet) the line goes to the real stream instead, so
  * nothing is lost and nothing is printed twice. Writes made while forwarding (an error inside
- * the send path) go to the real stream: no recursion.
+ * the send path) go to the real stream: no recursion. What goes to the real stream respects its
+ * backpressure (`BoundedWriter`): a pipe nobody reads costs at most `maxPendingBytes`, the rest
+ * is dropped and counted.
  */
 export type ForwardLine = (stream: "stdout" | "stderr", line: string) => boolean;
 
@@ -15,10 +18,27 @@ export class OutputCapture {
   readonly #forward: ForwardLine;
   readonly #restore: (() => void)[] = [];
   readonly #splitters: LineSplitter[] = [];
+  readonly #writers = new Map<"stdout" | "stderr", BoundedWriter>();
+  readonly #maxPendingBytes: number | undefined;
   #forwarding = false;
 
-  constructor(forward: ForwardLine) {
+  constructor(forward: ForwardLine, options: { maxPendingBytes?: number } = {}) {
     this.#forward = forward;
+    this.#maxPendingBytes = options.maxPendingBytes;
+  }
+
+  /** Lines dropped because the real stream was not read fast enough. */
+  get linesDropped(): number {
+    let dropped = 0;
+    for (const writer of this.#writers.values()) dropped += writer.linesDropped;
+    return dropped;
+  }
+
+  /** Writes to the real stream, not to the parents (bounded like every local write). */
+  printLocally(stream: "stdout" | "stderr", text: string): void {
+    const writer = this.#writers.get(stream);
+    if (writer) writer.write(text);
+    else (stream === "stdout" ? process.stdout : process.stderr).write(text);
   }
 
   install(): void {
@@ -36,8 +56,13 @@ export class OutputCapture {
 
   #hook(target: NodeJS.WriteStream, stream: "stdout" | "stderr"): void {
     const original: Write = target.write;
+    const writer = new BoundedWriter(target, {
+      maxPendingBytes: this.#maxPendingBytes,
+      write: (text) => original.call(target, text),
+    });
+    this.#writers.set(stream, writer);
     const realWrite = (text: string): void => {
-      original.call(target, text);
+      writer.write(text);
     };
     const splitter = new LineSplitter((line) => {
       if (this.#forwarding) {

@@ -1,5 +1,6 @@
 /**
- * The parents a ROUTER child has heard from, by routing identity, with the envelope prefix to
+ * The parents a ROUTER child forwards output to — those that have sent it a call (in its
+ * namespace) or a heartbeat; any other message does not make a peer — by routing identity, with the envelope prefix to
  * reach each (identity, plus the empty delimiter when that peer uses one). Identities are
  * compared by content, not by Buffer reference. Bounded: the least recently heard peer is
  * dropped first; an unreachable peer is removed when a send to it fails.
