@@ -22,6 +22,7 @@ const MISBEHAVING = fixture("misbehaving-child.mjs");
 // Our Python v4 peer (written from the spec): calls one at a time, heartbeats only between them, like Python v4.
 const PY_V4_PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
 const ONCE = fixture("fails-after-first-start.mjs");
+const CRASH_ONCE = fixture("crash-once.mjs");
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
 const quiet = { onOutput: () => {} };
 const fastBackoff = { minMs: 10, maxMs: 50, jitter: 0 };
@@ -251,5 +252,129 @@ describe("failures are noticed at once", () => {
     expect(plain.message).not.toMatch(/namespace/);
     const other = await rejectionOf(w.call.withOptions({ timeout: 200, namespace: "elsewhere" }).add(1, 2));
     expect(other.message).toMatch(/namespace 'elsewhere'/);
+  });
+});
+
+describe("races found by review", () => {
+  function tempMarker(): string {
+    const dir = mkdtempSync(join(tmpdir(), "mf-marker-"));
+    dirs.push(dir);
+    return join(dir, "started");
+  }
+
+  it("a restart order that comes while the old worker is still closing is kept: the worker comes back", async () => {
+    // closeSocket: the child stays alive, so the graceful close takes its shutdown timeout.
+    const tree = track(
+      supervise({
+        id: "root",
+        children: [
+          worker({ id: "w", spawn: MISBEHAVING, heartbeatIntervalMs: 0, shutdownTimeoutMs: 500, backoff: fastBackoff, ...quiet }),
+          worker({ id: "s", spawn: SUPERVISED, backoff: fastBackoff, ...quiet }),
+        ],
+      }),
+    );
+    await tree.start();
+    const w = tree.worker("w");
+    const first = w.pid;
+    expect(await tree.get("w").call.closeSocket()).toBe(true);
+    await waitFor(() => w.state === "connected" && w.pid !== first, 10_000, "w back");
+    const s = tree.worker("s");
+    const sPid = s.pid!;
+    process.kill(sPid, "SIGKILL");
+    await waitFor(() => s.state === "connected" && s.pid !== sPid, 10_000, "s back: later restarts are not blocked");
+  });
+
+  it("a pool member removed by resize() while its restart waits stays stopped", async () => {
+    const tree = track(supervise({ id: "root", children: [pool({ id: "p", spawn: SUPERVISED, size: 2, backoff: { minMs: 500, maxMs: 500, jitter: 0 }, ...quiet })] }));
+    await tree.start();
+    const p = tree.pool("p");
+    const removed = p.workers[1]!;
+    const down = new Promise<void>((resolve) => removed.on("state", (change) => change.to === "restarting" && resolve()));
+    process.kill(removed.pid!, "SIGKILL");
+    await down;
+    await p.resize(1);
+    const revived = new Promise<string>((resolve) => removed.on("state", (change) => change.to === "spawning" && resolve(change.reason)));
+    const outcome = await Promise.race([revived, new Promise<string>((resolve) => setTimeout(() => resolve("stayed"), 1500))]);
+    expect(outcome).toBe("stayed");
+    expect(removed.state).toBe("stopped");
+  });
+
+  it("one_for_all: a child that crashes while a later sibling is still starting is restarted once the start is done", async () => {
+    const tree = track(
+      supervise({
+        id: "root",
+        strategy: "one_for_all",
+        children: [
+          worker({ id: "a", spawn: CRASH_ONCE, env: { MF_MARKER: tempMarker() }, backoff: fastBackoff, ...quiet }),
+          worker({ id: "b", spawn: CRASH_ONCE, env: { MF_START_DELAY_MS: "800" }, backoff: fastBackoff, ...quiet }),
+        ],
+      }),
+    );
+    await tree.start();
+    await waitFor(() => tree.worker("a").restartCount === 1 && tree.worker("a").state === "connected", 10_000, "a restarted");
+    await waitFor(() => tree.worker("b").state === "connected", 10_000, "b back");
+    expect(tree.state).toBe("running");
+  });
+
+  it("one_for_all: calls to a sibling held for the restart wait for it instead of failing", async () => {
+    const tree = track(
+      supervise({
+        id: "root",
+        strategy: "one_for_all",
+        children: [
+          worker({ id: "a", spawn: SUPERVISED, backoff: { minMs: 500, maxMs: 500, jitter: 0 }, ...quiet }),
+          worker({ id: "b", spawn: SUPERVISED, backoff: fastBackoff, ...quiet }),
+        ],
+      }),
+    );
+    await tree.start();
+    const b = tree.worker("b");
+    const held = new Promise<void>((resolve) => b.on("state", (change) => change.to === "restarting" && resolve()));
+    process.kill(tree.worker("a").pid!, "SIGKILL");
+    await held;
+    const bPid = b.pid;
+    const pid = await tree.get("b").call.pid();
+    expect(pid).not.toBe(bPid);
+  });
+
+  it("restart() of a supervised worker restarts it once, and is not counted as a down", async () => {
+    const tree = track(supervise({ id: "root", intensity: 0, children: [worker({ id: "w", spawn: SUPERVISED, backoff: fastBackoff, ...quiet })] }));
+    await tree.start();
+    const w = tree.worker("w");
+    await w.restart("by hand");
+    expect(w.restartCount).toBe(1);
+    expect(tree.state).toBe("running"); // intensity 0: a counted down would have failed the tree
+    expect(await tree.get("w").call.add(1, 1)).toBe(2);
+  });
+
+  it("an ordered restart lets the old worker finish the calls it has", async () => {
+    const w = workers.spawn(SUPERVISED, "node");
+    await w.start();
+    const first = w.pid;
+    const call = w.call.slowPid(300);
+    await waitFor(() => w.pendingCalls > 0, 1000, "the call in flight");
+    await w.restart("rolling update");
+    expect(await call).toBe(first);
+    expect(w.pid).not.toBe(first);
+  });
+
+  it("stop() of a failed worker returns only once its process is gone", async () => {
+    const w = workers.spawn(MISBEHAVING, "node", { heartbeatIntervalMs: 0, shutdownTimeoutMs: 300, killTimeoutMs: 300 });
+    await w.start();
+    const pid = w.pid!;
+    const failed = new Promise<void>((resolve) => w.on("state", (change) => change.to === "failed" && resolve()));
+    await w.call.closeSocket();
+    await failed;
+    await w.stop();
+    expect(isAlive(pid)).toBe(false);
+  });
+
+  it("a pool grown while it starts starts its new members too", async () => {
+    const tree = track(supervise({ id: "root", children: [pool({ id: "p", spawn: CRASH_ONCE, size: 1, maxChildren: 3, env: { MF_START_DELAY_MS: "300" }, ...quiet })] }));
+    const started = tree.start();
+    await waitFor(() => tree.state === "starting", 1000, "starting");
+    await tree.pool("p").resize(3);
+    await started;
+    await waitFor(() => tree.pool("p").workers.every((member) => member.state === "connected"), 10_000, "all members up");
   });
 });

@@ -22,11 +22,41 @@ function endpointPort(endpoint: string | null): number {
 }
 
 /**
- * Socket options every channel uses. No send high-water mark: messages zeromq cannot pass on yet
- * wait in zeromq rather than in the send queue (neither is bounded), so a send is refused only
- * when no peer can take it (see `Channel#writeWaiting`).
+ * Socket options every channel uses. The send high-water mark is high: a send is refused (and
+ * waits, see `Channel#writeWaiting`) when no peer can take it, or when this many messages already
+ * wait in zeromq for a slow peer; the callers bound what they queue (pending calls, replies).
  */
-const SOCKET_OPTIONS = { sendHighWaterMark: 0 } as const;
+const SOCKET_OPTIONS = { sendHighWaterMark: 100_000 } as const;
+
+/** The largest message a channel accepts unless told otherwise: a bigger one drops the connection. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** What a channel may be given beyond the defaults. */
+export interface ChannelOptions {
+  /** Bytes; a peer that sends a bigger message is disconnected by zeromq. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Ask the process's ZAP handler (src/actors/zap.ts) about every peer, under this domain. */
+  zapDomain?: string;
+  /** CURVE server: this socket's secret key (Z85); peers must be CURVE clients. */
+  curveServerSecretKey?: string;
+  /** CURVE client: this socket's key pair and the server's public key (Z85). */
+  curveClient?: { publicKey: string; secretKey: string; serverKey: string };
+}
+
+function socketOptions(options: ChannelOptions): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...SOCKET_OPTIONS, maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_BYTES };
+  if (options.zapDomain !== undefined) out.zapDomain = options.zapDomain;
+  if (options.curveServerSecretKey !== undefined) {
+    out.curveServer = true;
+    out.curveSecretKey = options.curveServerSecretKey;
+  }
+  if (options.curveClient !== undefined) {
+    out.curvePublicKey = options.curveClient.publicKey;
+    out.curveSecretKey = options.curveClient.secretKey;
+    out.curveServerKey = options.curveClient.serverKey;
+  }
+  return out;
+}
 
 /**
  * Sends go through two modes:
@@ -64,10 +94,15 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
 
   /** Binds on host, port 0 by default, and returns the port the OS chose. */
   async bind(host = "127.0.0.1", port = 0): Promise<number> {
-    const binding = this.socket.bind(`tcp://${host}:${port === 0 ? "*" : port}`);
+    await this.bindEndpoint(`tcp://${host}:${port === 0 ? "*" : port}`);
+    return endpointPort(this.socket.lastEndpoint);
+  }
+
+  /** Binds one more endpoint (e.g. `ipc://…`); sends wait meanwhile. */
+  async bindEndpoint(endpoint: string): Promise<void> {
+    const binding = this.socket.bind(endpoint);
     this.queue.holdUntil(binding);
     await binding;
-    return endpointPort(this.socket.lastEndpoint);
   }
 
   connect(endpoint: string): void {
@@ -127,8 +162,15 @@ abstract class Channel<S extends zmq.Dealer | zmq.Router, Item> {
 
 /** The parent's socket: sends `[empty, payload]`, receives `[empty, payload]`. */
 export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
-  constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
-    super(new zmq.Dealer({ ...SOCKET_OPTIONS, linger: 0 }), (_item, tag, error) => onSendFailure(tag, error));
+  constructor(onSendFailure: (tag: string | undefined, error: unknown) => void, options: ChannelOptions = {}) {
+    super(new zmq.Dealer({ ...socketOptions(options), linger: 0 }), (_item, tag, error) => onSendFailure(tag, error));
+  }
+
+  /** Calls `handler` when a peer's handshake is refused (ZAP said no, or CURVE keys do not match). */
+  onAuthFailure(handler: (reason: string) => void): void {
+    this.socket.events.on("handshake:error:auth", (event) => {
+      if (!this.closed) handler(event.error?.message ?? "authentication failure");
+    });
   }
 
   send(payload: Buffer, tag?: string): void {
@@ -179,9 +221,9 @@ export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
 /** The child's socket. Replies reuse the request's envelope, so peers with or without the empty delimiter both work. */
 export class RouterChannel extends Channel<zmq.Router, Buffer[]> {
   /** `onSendFailure` gets the tag given to `send` (e.g. which peer), undefined for replies. */
-  constructor(onSendFailure: (tag: string | undefined, error: unknown) => void) {
+  constructor(onSendFailure: (tag: string | undefined, error: unknown) => void, options: ChannelOptions = {}) {
     // mandatory: without it, replies beyond the HWM to a slow reader are silently dropped.
-    super(new zmq.Router({ ...SOCKET_OPTIONS, linger: 500, mandatory: true }), (_item, tag, error) => onSendFailure(tag, error));
+    super(new zmq.Router({ ...socketOptions(options), linger: 500, mandatory: true }), (_item, tag, error) => onSendFailure(tag, error));
   }
 
   /** Sends a message that answers no request (e.g. forwarded output) along `envelope`. */

@@ -232,6 +232,7 @@ const connectionSetup = setup({
       totalRestarts: context.totalRestarts + 1,
     })),
     noteReopen: assign(({ context }) => ({ waitBackoff: true, reason: `restart #${context.restarts}` })),
+    noteReopenOrder: assign({ waitBackoff: false }),
     noteStable: assign({ restarts: 0, trips: 0 }),
     noteBeat: assign(({ event }) => ({ misses: 0, lastRttMs: "output" in event ? (event.output as number) : undefined })),
     countMiss: assign(({ context }) => ({ misses: context.misses + 1 })),
@@ -407,7 +408,11 @@ export const connectionMachine = connectionSetup.createMachine({
           on: { REOPEN: { target: "#connection.opening", actions: "noteReopen" } },
         },
       },
-      on: { STOP: { target: "stopping", actions: "noteStop" } },
+      on: {
+        STOP: { target: "stopping", actions: "noteStop" },
+        // An order that comes while the old connection is still closing is kept, not lost.
+        REOPEN: { actions: "noteReopenOrder" },
+      },
     },
     stopping: {
       invoke: {
@@ -427,7 +432,8 @@ export const connectionMachine = connectionSetup.createMachine({
       },
       on: {
         START: { target: "opening", actions: "noteStart" },
-        STOP: { target: "stopped", actions: "noteStop" },
+        // Through stopping: stop() resolves only once the process group is gone.
+        STOP: { target: "stopping", actions: "noteStop" },
       },
     },
   },

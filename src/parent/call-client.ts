@@ -4,6 +4,7 @@ import { FailureWindow } from "../core/failure-window.js";
 import {
   CallTimeoutError,
   CircuitOpenError,
+  EncodeError,
   InvalidArgumentError,
   ProtocolError,
   RemoteCallError,
@@ -196,6 +197,11 @@ export class CallClient {
         );
       }
     }
+    if (this.#calls.size >= this.#settings.maxPendingCalls) {
+      return Promise.reject(
+        new WorkerUnavailableError(this.#host.name, `has ${this.#calls.size} calls pending (maxPendingCalls ${this.#settings.maxPendingCalls})`),
+      );
+    }
     const id = nextMessageId();
     const ns = namespace ?? this.#namespace;
     const client = clientName ?? this.#clientName;
@@ -205,6 +211,9 @@ export class CallClient {
     try {
       wireArgs = prepareForWire(args, "args") as unknown[];
       bytes = encodeMessage(createCall(id, functionName, wireArgs, ns, client));
+      if (bytes.length > this.#settings.maxMessageSize) {
+        throw new EncodeError("args", `the call is ${bytes.length} bytes, over maxMessageSize (${this.#settings.maxMessageSize})`);
+      }
       if (options?.idempotent ?? this.#settings.idempotent) retries = options?.retries === undefined ? this.#settings.retries : checkRetries(options.retries);
     } catch (error) {
       return Promise.reject(error);
@@ -367,17 +376,8 @@ export class CallClient {
    */
   connectionLost(lost: DealerChannel | undefined, error: Error): void {
     const channel = lost ?? this.#channel;
-    const unsent: BufferedCall[] = [];
-    if (channel !== undefined) {
-      const [items, tags] = channel.takeUnsent();
-      for (let i = 0; i < items.length; i++) {
-        const id = tags[i];
-        if (id !== undefined && !this.#heartbeatIds.has(id) && this.#calls.has(id)) unsent.push({ id, bytes: items[i]! });
-      }
-    }
+    this.rescueUnsent(channel);
     if (this.#channel === channel) this.#channel = undefined;
-    // Unsent calls go first: they were made before anything buffered since.
-    this.#buffer = [...unsent, ...this.#buffer];
     const waiting = new Set(this.#buffer.map((call) => call.id));
     // A snapshot: #requeue adds entries, which a live Map iteration would visit (and retry) again.
     for (const [id, recipe] of [...this.#retryable]) {
@@ -390,6 +390,22 @@ export class CallClient {
     const kept = this.#buffer.map((call) => this.#calls.take(call.id)).filter((call) => call !== undefined);
     this.#calls.rejectAll(() => error);
     for (const call of kept) this.#rebuffer(call);
+  }
+
+  /**
+   * Moves the calls `channel` (default: the current one) has not handed to zeromq yet to the
+   * front of the buffer: they never reached the worker and will go to the next connection.
+   */
+  rescueUnsent(channel: DealerChannel | undefined = this.#channel): void {
+    if (channel === undefined) return;
+    const [items, tags] = channel.takeUnsent();
+    const unsent: BufferedCall[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const id = tags[i];
+      if (id !== undefined && !this.#heartbeatIds.has(id) && this.#calls.has(id)) unsent.push({ id, bytes: items[i]! });
+    }
+    // Unsent calls go first: they were made before anything buffered since.
+    if (unsent.length > 0) this.#buffer = [...unsent, ...this.#buffer];
   }
 
   #flushBuffer(): void {

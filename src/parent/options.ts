@@ -138,6 +138,18 @@ export interface CommonOptions {
    */
   readonly maxBufferedCalls?: number;
   /**
+   * Bytes: a message from the worker bigger than this drops the connection (zeromq's
+   * ZMQ_MAXMSGSIZE; the calls in flight fail with WorkerExitedError), and a call bigger than this
+   * is refused with EncodeError before it is sent.
+   * @default 67108864 (64 MiB)
+   */
+  readonly maxMessageSize?: number;
+  /**
+   * Calls sent and not yet answered; beyond it a call fails at once with WorkerUnavailableError.
+   * @default 100000
+   */
+  readonly maxPendingCalls?: number;
+  /**
    * Every call to this worker may safely run twice: one that was in flight when the worker died
    * is sent again once it is back (within its timeout). A call's own `idempotent` wins.
    * @default false
@@ -209,6 +221,8 @@ export const PARENT_DEFAULTS = Object.freeze({
   heartbeatTimeoutMs: 3_000,
   heartbeatMaxMisses: 3,
   maxBufferedCalls: 1000,
+  maxMessageSize: 64 * 1024 * 1024,
+  maxPendingCalls: 100_000,
   idempotent: false,
   retries: 1,
   circuitResetTimeoutMs: 5_000,
@@ -232,6 +246,8 @@ export interface ResolvedOptions {
   readonly heartbeatMaxMisses: number;
   readonly heartbeatSlowThresholdMs: number;
   readonly maxBufferedCalls: number;
+  readonly maxMessageSize: number;
+  readonly maxPendingCalls: number;
   readonly idempotent: boolean;
   readonly retries: number;
   /** undefined: no circuit breaker. */
@@ -282,6 +298,8 @@ export function resolveOptions(options: ParentOptions): ResolvedOptions {
         ? checkDuration(o.heartbeatSlowThresholdMs, "heartbeatSlowThresholdMs", false)
         : (seconds(o.heartbeatSlowThreshold, "heartbeatSlowThreshold", false) ?? heartbeatTimeoutMs / 2),
     maxBufferedCalls: checkCount(o.maxBufferedCalls ?? PARENT_DEFAULTS.maxBufferedCalls, "maxBufferedCalls"),
+    maxMessageSize: checkCount(o.maxMessageSize ?? PARENT_DEFAULTS.maxMessageSize, "maxMessageSize", 1),
+    maxPendingCalls: checkCount(o.maxPendingCalls ?? PARENT_DEFAULTS.maxPendingCalls, "maxPendingCalls", 1),
     idempotent: checkBoolean(o.idempotent ?? PARENT_DEFAULTS.idempotent, "idempotent"),
     retries: checkRetries(o.retries ?? PARENT_DEFAULTS.retries),
     circuit:

@@ -28,6 +28,8 @@ export interface StateChange {
   from: ConnectionState;
   to: ConnectionState;
   reason: string;
+  /** Caused by an order through the API (`restart()`, a supervisor holding a sibling), not by a down. */
+  ordered?: boolean;
   /** `Date.now()` when it happened. */
   at: number;
 }
@@ -79,6 +81,10 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   #lostError: Error | undefined;
   #stopping: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
+  /** Set while an API order is being told to the machine (see #order). */
+  #ordered = false;
+  /** An ordered restart's reason: calls still in flight when its close ends are cut off then. */
+  #cutAfterClose: string | undefined;
 
   private constructor(
     target: { kind: "spawn"; scriptPath: string; argv: readonly string[] } | { kind: "connect"; serviceId: string; registry: RegistryBackend },
@@ -109,6 +115,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       name: this.name,
       settings: this.settings,
       client: this.#client,
+      supervised: this.#supervised,
       isLive: () => LIVE.has(this.#state),
       lost: (channel, error, reason, normal) => this.#lost(channel, error, reason, normal),
       output: (stream, line) => this.#output(stream, line),
@@ -122,7 +129,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       actors: {
         open: fromPromise<void, { attempt: number }>(({ signal }) => this.#open(signal)),
         ping: fromPromise<number, { timeoutMs: number }>(({ input }) => this.#client.ping(input.timeoutMs)),
-        close: fromPromise<void, CloseInput>(({ input }) => this.#transport.close(input.mode)),
+        close: fromPromise<void, CloseInput>(({ input }) => this.#close(input)),
       },
       guards: {
         workerBusy: () => this.#client.busy(this.settings.heartbeatTimeoutMs),
@@ -333,8 +340,37 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       return false;
     });
     if (state === "restarting") this.#tell({ type: "REOPEN", reason });
-    else this.#tell({ type: "RESTART", reason, immediate: immediate || this.#supervised });
+    else this.#order({ type: "RESTART", reason, immediate: immediate || this.#supervised });
     return restarted;
+  }
+
+  /**
+   * A supervisor's order to a supervised worker that is up: close it gracefully (its calls in
+   * flight may finish until the close ends) and wait in `restarting` — calls made meanwhile wait
+   * in the buffer — until `restart()` opens it again. Resolves once it is `restarting`.
+   */
+  hold(reason: string): Promise<void> {
+    if (!this.#supervised || !LIVE.has(this.#state)) return Promise.resolve();
+    const held = this.#waiters.until((to) => to !== "stopping" && !LIVE.has(to));
+    this.#order({ type: "RESTART", reason, immediate: false });
+    return held;
+  }
+
+  /** An order through the API: the transition it causes is marked `ordered`. */
+  #order(event: Extract<ConnectionEvent, { type: "RESTART" }>): void {
+    if (LIVE.has(this.#state)) {
+      // A graceful restart: what never left goes to the next connection; what the old child has,
+      // it may still answer until the close ends (the close actor starts before we hear of the
+      // transition, so this is set first).
+      this.#client.rescueUnsent();
+      this.#cutAfterClose = event.reason;
+    }
+    this.#ordered = true;
+    try {
+      this.#tell(event);
+    } finally {
+      this.#ordered = false;
+    }
   }
 
   /** v4 API: `callFunction(name, args, timeoutMs, namespace, clientName)`. */
@@ -363,7 +399,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   async #open(signal: AbortSignal): Promise<void> {
     try {
-      await this.#transport.open(signal);
+      await this.#transport.open(signal, this.#machine.getSnapshot().context.restarts);
     } catch (error) {
       this.#startError = error instanceof WorkerStartError ? error : new WorkerStartError(String(error), { cause: error });
       throw this.#startError;
@@ -379,15 +415,28 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   #onStateChange(from: ConnectionState, to: ConnectionState, reason: string): void {
     this.#state = to;
+    const ordered = this.#ordered;
     if (LIVE.has(from) && to === "restarting") {
-      // Not seen by the transport (hung, ordered restart): calls in flight are cut off all the same.
-      this.#client.connectionLost(undefined, this.#lostError ?? new WorkerExitedError(this.name, null, null, [], reason));
-      this.#lostError = undefined;
+      if (!ordered) {
+        // Not seen by the transport (hung): calls in flight are cut off all the same.
+        this.#client.connectionLost(undefined, this.#lostError ?? new WorkerExitedError(this.name, null, null, [], reason));
+        this.#lostError = undefined;
+      }
     }
     if (LIVE.has(to) && !LIVE.has(from)) this.#lostError = undefined;
     this.#client.stateChanged(from, to);
-    this.emit("state", { from, to, reason, at: Date.now() });
+    this.emit("state", ordered ? { from, to, reason, at: Date.now(), ordered } : { from, to, reason, at: Date.now() });
     this.#waiters.notify(to);
+  }
+
+  #close(input: CloseInput): Promise<void> {
+    const closing = this.#transport.close(input.mode);
+    if (this.#cutAfterClose === undefined) return closing;
+    return closing.finally(() => {
+      const reason = this.#cutAfterClose;
+      this.#cutAfterClose = undefined;
+      if (reason !== undefined) this.#client.connectionLost(undefined, new WorkerExitedError(this.name, null, null, [], reason));
+    });
   }
 
   #tell(event: ConnectionEvent): void {

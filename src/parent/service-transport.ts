@@ -6,6 +6,9 @@ import type { Transport, TransportHost } from "./transport.js";
 /** After a dropped connection, when to look the service up again (ms after the previous look). */
 const SERVICE_RECHECK_DELAYS_MS = [0, 100, 400, 1000];
 
+/** How long a supervised reconnection waits for the service to be registered again. */
+const SUPERVISED_DISCOVERY_MS = 1000;
+
 /**
  * Connect mode: finds the service in the registry (it may have moved since), connects a DEALER to
  * it and is open once it answered a heartbeat. Closing only disconnects: the service keeps running.
@@ -36,11 +39,14 @@ export class ServiceTransport implements Transport {
     return false;
   }
 
-  async open(signal: AbortSignal): Promise<void> {
+  async open(signal: AbortSignal, attempt: number): Promise<void> {
     const host = this.#host;
     const startupTimeout = host.settings.startupTimeoutMs;
+    // A supervised restart fails fast when the service is not registered, so its supervisor's
+    // intensity can judge a vanished service (OTP: a failing start is counted, not waited out).
+    const discoverMs = host.supervised && attempt > 0 ? Math.min(startupTimeout, SUPERVISED_DISCOVERY_MS) : startupTimeout;
     try {
-      const entry = await this.registry.discover(this.serviceId, startupTimeout);
+      const entry = await this.registry.discover(this.serviceId, discoverMs);
       if (signal.aborted) return;
       this.#port = entry.port;
       const channel = new DealerChannel((id, error) => host.client.sendFailed(id, error));

@@ -1,9 +1,14 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ProcessActor, type ProcessExit } from "../actors/process-actor.js";
+import { clientsOf, socketInodesOfGroup } from "../actors/socket-owner.js";
+import { zapHandler, type ZapRequest } from "../actors/zap.js";
 import { groupHasStoppedProcess } from "../actors/process-state.js";
 import { DealerChannel } from "../actors/zmq-channel.js";
 import { CallTimeoutError, WorkerExitedError, WorkerStartError } from "../errors.js";
 import type { CloseMode } from "../machines/connection.js";
-import { ENV_PORT, ENV_WORKER_MODE, createShutdown, encodeMessage, nextMessageId } from "../wire/index.js";
+import { ENV_ENDPOINT, ENV_PORT, ENV_WORKER_MODE, createShutdown, encodeMessage, nextMessageId } from "../wire/index.js";
 import type { SpawnOptions } from "./options.js";
 import type { Transport, TransportHost } from "./transport.js";
 
@@ -11,10 +16,16 @@ import type { Transport, TransportHost } from "./transport.js";
 const EXIT_HEAD_START_MS = 150;
 
 /**
- * Spawn mode: binds a DEALER on 127.0.0.1:0, starts the child with `COMLINK_ZMQ_PORT` (no shell,
- * its own process group) and is open once the child answered a heartbeat. The connection is lost
- * when the child exits or when its socket disconnects while it stays alive (seen at once through
- * the socket monitor, not heartbeats later).
+ * Spawn mode: starts the child (no shell, its own process group) and is open once it answered a
+ * heartbeat. The connection is lost when the child exits or when its socket disconnects while it
+ * stays alive (seen at once through the socket monitor, not heartbeats later).
+ *
+ * Private by default (DESIGN §6a): the DEALER binds an `ipc://` endpoint in a fresh 0700 directory
+ * (announced as MULTIFROST_ZMQ_ENDPOINT; our children use it) and 127.0.0.1:0 (announced as v4's
+ * COMLINK_ZMQ_PORT, for v4 children). Every peer passes the ZAP handler before any message
+ * reaches it: over IPC, the kernel's peer credentials must name a process of the child's group;
+ * over TCP, the connecting socket must be held by a process of the child's group (/proc). Nobody
+ * else — another user, or another process of ours — can take calls meant for the child.
  */
 export class SpawnTransport implements Transport {
   readonly #host: TransportHost;
@@ -23,6 +34,10 @@ export class SpawnTransport implements Transport {
   #channel: DealerChannel | undefined;
   #process: ProcessActor | undefined;
   #port: number | undefined;
+  /** The current connection's private directory and ZAP policy. */
+  #private: PrivateChannel | undefined;
+  /** TCP client ports already admitted (the child's connection, its reconnections). */
+  readonly #admittedPorts = new Set<number>();
   /** Set when this side asked the child to shut down, so its exit counts as normal. */
   #shutdownSent = false;
 
@@ -48,14 +63,26 @@ export class SpawnTransport implements Transport {
   async open(signal: AbortSignal): Promise<void> {
     this.#shutdownSent = false;
     const host = this.#host;
-    const channel = new DealerChannel((id, error) => host.client.sendFailed(id, error));
+    this.#private?.release();
+    const domain = `multifrost-spawn-${nextMessageId()}`;
+    const privateChannel = new PrivateChannel(zapHandler.register(domain, (request) => this.#admit(request)));
+    this.#private = privateChannel;
+    this.#admittedPorts.clear();
+    const channel = new DealerChannel((id, error) => host.client.sendFailed(id, error), {
+      zapDomain: domain,
+      maxMessageSize: host.settings.maxMessageSize,
+    });
     this.#channel = channel;
     // Heartbeats sent while it binds wait in the channel's queue.
     host.client.attach(channel);
+    let privateEndpoint: string;
     try {
+      privateEndpoint = `ipc://${join(privateChannel.makeDir(), "worker.sock")}`;
+      await channel.bindEndpoint(privateEndpoint);
       this.#port = await channel.bind(host.settings.host);
     } catch (error) {
-      throw new WorkerStartError(`Worker '${host.name}': cannot bind a port: ${String(error)}`, { cause: error });
+      privateChannel.release();
+      throw new WorkerStartError(`Worker '${host.name}': cannot bind: ${String(error)}`, { cause: error });
     }
     if (signal.aborted) return;
     channel.onPayload(
@@ -73,6 +100,7 @@ export class SpawnTransport implements Transport {
           PYTHONUNBUFFERED: "1",
           ...this.#options.env,
           [ENV_PORT]: String(this.#port),
+          [ENV_ENDPOINT]: privateEndpoint,
           [ENV_WORKER_MODE]: "1",
         },
       },
@@ -127,7 +155,34 @@ export class SpawnTransport implements Transport {
     if (this.#channel === channel) {
       channel?.close();
       this.#channel = undefined;
+      this.#private?.release();
+      this.#private = undefined;
     }
+  }
+
+  /** ZAP: only the spawned child's own processes may connect (see the class comment). */
+  #admit(request: ZapRequest): true | string {
+    const pgid = this.#process?.pid;
+    if (pgid === undefined || this.#process!.exited) return "no child is running";
+    if (request.mechanism !== "NULL") return `mechanism ${request.mechanism} is not expected here`;
+    if (request.address.startsWith("localhost:")) {
+      // IPC: "localhost:uid:gid:pid" from SO_PEERCRED.
+      const [, uid, , pid] = request.address.split(":");
+      if (Number(uid) !== process.getuid?.()) return `IPC peer of another user (uid ${uid})`;
+      return groupOf(Number(pid)) === pgid ? true : `IPC peer pid ${pid} is not in the worker's process group`;
+    }
+    const port = this.#port;
+    if (port === undefined) return "not bound";
+    const newcomers = clientsOf(port).filter((client) => !this.#admittedPorts.has(client.port));
+    if (newcomers.length === 0) return "no matching TCP connection";
+    const uid = process.getuid?.();
+    const foreignUser = newcomers.find((client) => client.uid !== uid);
+    if (foreignUser) return `TCP peer of another user (uid ${foreignUser.uid})`;
+    const inodes = socketInodesOfGroup(pgid);
+    const stranger = newcomers.find((client) => !inodes.has(client.inode));
+    if (stranger) return `TCP peer (port ${stranger.port}) is not a process of the worker's group`;
+    for (const client of newcomers) this.#admittedPorts.add(client.port);
+    return true;
   }
 
   #onExit(child: ProcessActor, channel: DealerChannel, exit: ProcessExit): void {
@@ -160,6 +215,37 @@ export class SpawnTransport implements Transport {
     }
     const exited = new WorkerExitedError(host.name, exit.code, exit.signal, child.stderrTail);
     return new WorkerStartError(`${exited.message.split("\n")[0]} before it was ready${tailText(child)}`, { cause: exited });
+  }
+}
+
+/** One connection's private directory (0700) and ZAP policy; released once. */
+class PrivateChannel {
+  #dir: string | undefined;
+  #unregister: (() => void) | undefined;
+
+  constructor(unregister: () => void) {
+    this.#unregister = unregister;
+  }
+
+  makeDir(): string {
+    this.#dir = mkdtempSync(join(tmpdir(), "multifrost-")); // mkdtemp creates it 0700
+    return this.#dir;
+  }
+
+  release(): void {
+    this.#unregister?.();
+    this.#unregister = undefined;
+    if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
+    this.#dir = undefined;
+  }
+}
+
+function groupOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+  } catch {
+    return undefined;
   }
 }
 

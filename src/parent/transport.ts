@@ -10,7 +10,7 @@ import type { OutputStream, ResolvedOptions } from "./options.js";
  */
 export interface Transport {
   /** Opens a connection and resolves once the worker answered a heartbeat; rejects with WorkerStartError. */
-  open(signal: AbortSignal): Promise<void>;
+  open(signal: AbortSignal, attempt: number): Promise<void>;
   /** Ends the connection: "graceful" asks the worker to finish (spawn: shutdown → SIGTERM → SIGKILL to the group), "kill" does not wait. */
   close(mode: CloseMode): Promise<void>;
   /** Spawn mode: the port the parent bound; connect mode: the service's port. */
@@ -29,6 +29,8 @@ export interface TransportHost {
   readonly name: string;
   readonly settings: ResolvedOptions;
   readonly client: CallClient;
+  /** A supervisor decides restarts: a restart attempt should fail fast rather than wait long. */
+  readonly supervised: boolean;
   /** Whether the connection is up (a loss then means the worker went down, not a start failure). */
   isLive(): boolean;
   /**

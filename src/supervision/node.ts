@@ -30,6 +30,12 @@ export interface SupervisedNode {
    * `up: false` when this attempt failed (the supervisor counts it and decides again).
    */
   bringUp(reason: string): Promise<BringUpOutcome>;
+  /**
+   * The supervisor's order to take a child down because a sibling went down (one_for_all,
+   * rest_for_one): a worker closes gracefully and waits (calls to it wait in its buffer); a
+   * supervisor stops. `bringUp` brings it back.
+   */
+  hold(reason: string): Promise<void>;
   /** How long to wait before bringing it up again after it went down (its backoff). */
   restartDelayMs(): number;
   /** Nodes below (for lookups). */

@@ -68,7 +68,9 @@ export class Pool extends Supervisor {
   /** Calls `fn` on one member of the pool. */
   invoke<T = unknown>(functionName: string, args: unknown[], options?: CallOptions): Promise<T> {
     const workers = this.workers;
-    const worker = this.#balancer.pick(workers) ?? workers.find((member) => WAITING_STATES.has(member.state));
+    // A live member; else one coming back (its buffer holds the call); else any, which refuses
+    // the call with its own reason (circuit open, stopped…).
+    const worker = this.#balancer.pick(workers) ?? workers.find((member) => WAITING_STATES.has(member.state)) ?? workers[0];
     if (worker === undefined) {
       return Promise.reject(new WorkerNotRunningError(this.path, `the pool has no live worker (state: ${this.state})`));
     }
@@ -118,7 +120,7 @@ export class Pool extends Supervisor {
       this.#members.push(node);
       children.push(node);
       this.#childContext.onReshaped();
-      if (this.state === "running") await node.start();
+      if (this.state === "running" || this.state === "starting") await node.start();
     }
     while (this.#members.length > size) {
       const node = this.#members.pop()!;

@@ -166,6 +166,8 @@ export const WORKER_FIELDS: Readonly<Record<keyof WorkerSettings, FieldCheck>> =
   heartbeatSlowThreshold: CHECKS.positiveSeconds,
   circuitBreaker,
   maxBufferedCalls: CHECKS.countAtLeast0,
+  maxMessageSize: CHECKS.countAtLeast1,
+  maxPendingCalls: CHECKS.countAtLeast1,
   idempotent: CHECKS.boolean,
   retries: CHECKS.integerAtLeast0,
   args: stringArray,

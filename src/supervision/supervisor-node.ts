@@ -46,6 +46,8 @@ export class Supervisor implements SupervisedNode {
   #ordered = 0;
   /** Restart work runs one job at a time, in the order the downs came. */
   #restarts: Promise<void> = Promise.resolve();
+  /** Downs reported while starting, handled once running. */
+  #downsWhileStarting: Array<[SupervisedNode, string]> = [];
   /** Aborted when the supervisor leaves `running`: pending backoffs and restarts stop. */
   #running = new AbortController();
 
@@ -74,9 +76,19 @@ export class Supervisor implements SupervisedNode {
       if (to === this.#state) return;
       const from = this.#state;
       this.#state = to;
-      if (to !== "running" && to !== "starting") this.#running.abort();
+      if (to !== "running" && to !== "starting") {
+        this.#running.abort();
+        this.#downsWhileStarting = [];
+      }
       context.emit({ path: this.path, kind, from, to, reason: snapshot.context.reason, at: Date.now() });
       this.#waiters.notify(to);
+      if (to === "running" && this.#downsWhileStarting.length > 0) {
+        const downs = this.#downsWhileStarting;
+        this.#downsWhileStarting = [];
+        queueMicrotask(() => {
+          for (const [child, reason] of downs) this.#onChildDown(child, reason);
+        });
+      }
       if (to === "failed" && this.#ordered === 0 && from === "failing") {
         const reason = snapshot.context.reason;
         // Escalate outside this transition: the parent's reaction may restart this supervisor.
@@ -139,6 +151,15 @@ export class Supervisor implements SupervisedNode {
     return stopped;
   }
 
+  /** A sibling went down: a nested supervisor stops (its workers' calls are refused meanwhile). */
+  hold(reason: string): Promise<void> {
+    if (this.#state === "idle" || this.#state === "stopped" || this.#state === "failed") return Promise.resolve();
+    this.#ordered++;
+    const stopped = this.#waiters.until((state) => state === "stopped" || state === "failed").finally(() => this.#ordered--);
+    this.actor.send({ type: "STOP", reason });
+    return stopped;
+  }
+
   /** A nested supervisor restarts at once: its own children have their backoffs. */
   restartDelayMs(): number {
     return 0;
@@ -148,6 +169,8 @@ export class Supervisor implements SupervisedNode {
   async bringUp(reason: string): Promise<BringUpOutcome> {
     this.#ordered++;
     try {
+      // Giving up takes a moment (its children stop first): let it finish.
+      if (this.#state === "failing") await this.#waiters.until((state) => state !== "failing", { state: this.#state });
       if (this.#state !== "failed" && this.#state !== "stopped" && this.#state !== "idle") {
         const stopped = this.#waiters.until((state) => state === "stopped");
         this.actor.send({ type: "STOP", reason });
@@ -184,7 +207,13 @@ export class Supervisor implements SupervisedNode {
 
   /** A child went down by itself, or an attempt to bring it up failed: every one counts. */
   #onChildDown(child: SupervisedNode, reason: string): void {
-    if (this.#state !== "running" && this.#state !== "starting") return;
+    if (!this.children.includes(child)) return; // removed meanwhile (a pool shrank)
+    if (this.#state === "starting") {
+      // As in OTP, a down during the start sequence is handled once it is done.
+      this.#downsWhileStarting.push([child, reason]);
+      return;
+    }
+    if (this.#state !== "running") return;
     if (this.#intensity.record()) {
       this.actor.send({ type: "GIVE_UP", reason: `${this.#intensityText} (last: ${child.id}, ${reason})` });
       return;
@@ -200,11 +229,12 @@ export class Supervisor implements SupervisedNode {
   /** OTP's order: stop the siblings (reverse), wait the child's backoff, bring everything up in start order. */
   async #restart(down: SupervisedNode, siblings: readonly SupervisedNode[], reason: string, running: AbortSignal): Promise<void> {
     if (running.aborted) return;
-    for (const sibling of [...siblings].reverse()) await sibling.stop().catch(() => undefined);
+    for (const sibling of [...siblings].reverse()) await sibling.hold(reason).catch(() => undefined);
     await abortableDelay(down.restartDelayMs(), running);
     const order = [down, ...siblings].sort((a, b) => this.children.indexOf(a) - this.children.indexOf(b));
     for (const node of order) {
       if (running.aborted) return;
+      if (!this.children.includes(node)) continue; // removed meanwhile (a pool shrank)
       const outcome = await node.bringUp(reason);
       if (!outcome.up) {
         // Counted like any down; that decision restarts what this one did not reach.

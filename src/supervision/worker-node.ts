@@ -38,12 +38,18 @@ export class WorkerNode implements SupervisedNode {
     return this.#order(() => this.worker.stop());
   }
 
+  hold(reason: string): Promise<void> {
+    return this.#order(() => this.worker.hold(reason));
+  }
+
   restartDelayMs(): number {
     return backoffDelay(Math.max(0, this.worker.recentRestarts - 1), this.#backoff);
   }
 
-  /** Opens again (from `restarting`), starts (from stopped/failed) or restarts (when up), and reports how it went. */
+  /** Opens again (from `restarting`) or starts (from stopped/failed), and reports how it went; a live worker is left alone. */
   bringUp(reason: string): Promise<BringUpOutcome> {
+    // Back already (a stale down, or the user restarted it): nothing to do.
+    if (LIVE.has(this.worker.state)) return Promise.resolve({ up: true });
     return this.#order(
       () =>
         new Promise<BringUpOutcome>((resolve) => {
@@ -83,7 +89,8 @@ export class WorkerNode implements SupervisedNode {
     context.emit({ path: this.path, kind: "worker", from: change.from, to: change.to, reason: change.reason, at: change.at });
     // Going to failed/stopped instead means a temporary child crashed or a transient one exited
     // cleanly: OTP leaves those alone.
-    if (this.#ordered === 0 && LIVE.has(change.from) && change.to === "restarting") context.onDown(this, change.reason);
+    // An ordered restart (the user's restart(), a supervisor's hold) is not a down.
+    if (this.#ordered === 0 && !change.ordered && LIVE.has(change.from) && change.to === "restarting") context.onDown(this, change.reason);
   }
 }
 

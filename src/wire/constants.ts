@@ -17,6 +17,11 @@ export const DEFAULT_NAMESPACE = "default";
 /** Spawn mode: the parent's port, and the hint that the child runs as a worker. */
 export const ENV_PORT = "COMLINK_ZMQ_PORT";
 export const ENV_WORKER_MODE = "COMLINK_WORKER_MODE";
+/**
+ * Our extension: the parent's private endpoint (`ipc://` in a directory only its user can enter).
+ * Multifrost children connect there instead of COMLINK_ZMQ_PORT; v4 children ignore it.
+ */
+export const ENV_ENDPOINT = "MULTIFROST_ZMQ_ENDPOINT";
 
 /** The child-side port range the spec allows (§10.1.5). */
 export const MIN_PORT = 1024;

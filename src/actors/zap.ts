@@ -1,0 +1,88 @@
+import * as zmq from "zeromq";
+
+/**
+ * The process's ZAP handler (ZeroMQ Authentication Protocol, RFC 27). libzmq asks it about every
+ * connection to a socket that has a `zapDomain` (NULL mechanism) or is a CURVE server, over
+ * `inproc://zeromq.zap.01` in the socket's context; there is one handler per context, so policies
+ * are registered per domain. A domain with no policy is refused.
+ *
+ * The `address` libzmq gives: for TCP the peer's IP only; for IPC `localhost:<uid>:<gid>:<pid>`
+ * from the kernel (SO_PEERCRED).
+ */
+
+export interface ZapRequest {
+  domain: string;
+  /** TCP: the peer's IP; IPC: "localhost:uid:gid:pid". */
+  address: string;
+  mechanism: "NULL" | "PLAIN" | "CURVE" | string;
+  /** CURVE: the client's 32-byte public key. */
+  credentials: readonly Buffer[];
+}
+
+/** Allow (true) or refuse with a reason (a string, shown in the peer's handshake error and logs). */
+export type ZapPolicy = (request: ZapRequest) => true | string | Promise<true | string>;
+
+const ZAP_ENDPOINT = "inproc://zeromq.zap.01";
+
+class ZapHandler {
+  readonly #policies = new Map<string, ZapPolicy>();
+  #socket: zmq.Router | undefined;
+  /** Refusals by domain, for tests and stats. */
+  readonly refused = new Map<string, number>();
+
+  /** Registers `policy` for `domain`; the returned function unregisters it. */
+  register(domain: string, policy: ZapPolicy): () => void {
+    if (this.#policies.has(domain)) throw new Error(`ZAP domain '${domain}' is already registered`);
+    this.#policies.set(domain, policy);
+    this.#start();
+    return () => {
+      if (this.#policies.get(domain) === policy) this.#policies.delete(domain);
+      // A socket waiting to receive keeps the process alive: no policy, no handler.
+      if (this.#policies.size === 0) this.#stop();
+    };
+  }
+
+  #start(): void {
+    if (this.#socket !== undefined) return;
+    const socket = new zmq.Router({ linger: 0 });
+    this.#socket = socket;
+    // inproc binds complete synchronously in libzmq; the promise settles at once.
+    const bound = socket.bind(ZAP_ENDPOINT);
+    void (async () => {
+      await bound;
+      for await (const frames of socket) void this.#answer(socket, frames);
+    })().catch((error: unknown) => {
+      if (this.#socket === socket) process.stderr.write(`multifrost: the ZAP handler stopped: ${String(error)}\n`);
+    });
+  }
+
+  #stop(): void {
+    const socket = this.#socket;
+    this.#socket = undefined;
+    socket?.close();
+  }
+
+  async #answer(socket: zmq.Router, frames: Buffer[]): Promise<void> {
+    const split = frames.findIndex((frame) => frame.length === 0);
+    const envelope = frames.slice(0, split + 1);
+    const [version, requestId, domainFrame, address, _identity, mechanism, ...credentials] = frames.slice(split + 1);
+    const domain = domainFrame?.toString() ?? "";
+    let verdict: true | string;
+    if (version?.toString() !== "1.0") verdict = "unsupported ZAP version";
+    else {
+      const policy = this.#policies.get(domain);
+      try {
+        verdict = policy
+          ? await policy({ domain, address: address?.toString() ?? "", mechanism: mechanism?.toString() ?? "", credentials })
+          : "unknown domain";
+      } catch (error) {
+        verdict = `policy failed: ${String(error)}`;
+      }
+    }
+    if (verdict !== true) this.refused.set(domain, (this.refused.get(domain) ?? 0) + 1);
+    const status = verdict === true ? ["200", "OK"] : ["400", verdict.slice(0, 200)];
+    await socket.send([...envelope, "1.0", requestId ?? Buffer.alloc(0), ...status, "", ""]).catch(() => undefined);
+  }
+}
+
+export const zapHandler = new ZapHandler();
