@@ -122,7 +122,7 @@ describe("FileRegistry: register, lookup, list, unregister", () => {
     expect(await registry.lookup("alpha")).toBeUndefined();
 
     const alpha = await registry.register("alpha", 5001);
-    expect(alpha).toEqual({ port: 5001, pid: process.pid, started: expect.stringMatching(ISO_UTC) });
+    expect(alpha).toEqual({ port: 5001, pid: process.pid, started: expect.stringMatching(ISO_UTC), pidStart: expect.any(Number) });
     const beta = await registry.register("beta", 5002);
     expect(await registry.lookup("alpha")).toEqual(alpha);
     expect(await registry.list()).toEqual({ alpha, beta });
@@ -133,13 +133,14 @@ describe("FileRegistry: register, lookup, list, unregister", () => {
     expect(await registry.list()).toEqual({ beta });
   });
 
-  it("writes services.json exactly as v4 does: 2-space JSON of {port, pid, started}, file 0600, directory 0700", async () => {
+  it("writes services.json as v4 does (2-space JSON of {port, pid, started}) plus pidStart, file 0600, directory 0700", async () => {
     const entry = await registry.register("svc", 5555);
     const raw = fs.readFileSync(registryFile(), "utf8");
     const parsed = JSON.parse(raw);
     expect(raw).toBe(JSON.stringify(parsed, null, 2));
-    expect(parsed).toEqual({ svc: { port: 5555, pid: process.pid, started: entry.started } });
-    expect(Object.keys(parsed.svc)).toEqual(["port", "pid", "started"]);
+    expect(parsed).toEqual({ svc: { port: 5555, pid: process.pid, started: entry.started, pidStart: entry.pidStart } });
+    // v4 readers use port and pid only; pidStart (our owner's start time) is an extra key they ignore.
+    expect(Object.keys(parsed.svc)).toEqual(["port", "pid", "started", "pidStart"]);
     expect(fs.statSync(registryFile()).mode & 0o777).toBe(0o600);
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.readdirSync(dir)).toEqual(["services.json"]); // no temp file, no lock left behind

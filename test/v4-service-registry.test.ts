@@ -63,8 +63,8 @@ describe("ServiceRegistry (v4 static API)", () => {
     expect(await ServiceRegistry.discover("svc", 0)).toBe(port);
 
     // The file is the v4 document, in the directory the environment named at call time.
-    expect(readRaw()).toEqual({ svc: { port, pid: process.pid, started: expect.stringMatching(ISO_UTC) } });
-    expect(await registry.lookup("svc")).toEqual({ port, pid: process.pid, started: readRaw().svc!.started });
+    expect(readRaw()).toEqual({ svc: { port, pid: process.pid, started: expect.stringMatching(ISO_UTC), pidStart: expect.any(Number) } });
+    expect(await registry.lookup("svc")).toEqual({ port, pid: process.pid, started: readRaw().svc!.started, pidStart: readRaw().svc!.pidStart });
     expect(await registry.list()).toEqual({ svc: expect.objectContaining({ port }) });
 
     await ServiceRegistry.unregister("svc");

@@ -1,20 +1,23 @@
+import type { Stats } from "node:fs";
 import { chmod, mkdir, realpath, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidArgumentError, RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError } from "../errors.js";
-import { isProcessAlive } from "./liveness.js";
+import { isOwnerAlive, processStartTime } from "./liveness.js";
 import { withRegistryLock, type HeldLock } from "./locks.js";
 import { assertPid, assertPort, assertServiceId, type ServiceEntry, type RegistryBackend } from "./registry.js";
 import {
+  DEFAULT_MAX_FILE_BYTES,
   emptyDocument,
-  readRegistryFile,
+  RegistryFileReader,
   setAsideCorrupt,
   toServiceEntry,
   writeRegistryFile,
-  type ParseResult,
   type RegistryDocument,
+  type RegistryReadCounters,
 } from "./registry-file.js";
+import { assertTrusted } from "./trust.js";
 
 /** Environment variable that overrides the registry directory (the `dir` option wins over it). */
 export const REGISTRY_DIR_ENV = "MULTIFROST_REGISTRY_DIR";
@@ -27,6 +30,11 @@ export interface FileRegistryOptions {
   dir?: string;
   /** How long to wait for each of the two registry locks before `RegistryError`. Default 10 000 ms. */
   lockTimeoutMs?: number;
+  /**
+   * A `services.json` larger than this is refused with `RegistryError` from its size alone, never
+   * read; a write that would exceed it is refused too. Default 4 MiB.
+   */
+  maxFileBytes?: number;
 }
 
 const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
@@ -36,7 +44,9 @@ const DISCOVER_POLL_MS = 100;
  * The v4-compatible registry: `services.json` in a private directory, shared with the JS and
  * Python v4 implementations. Updates are locked read-modify-writes replaced atomically; reads
  * take no lock (a rename is atomic, and a half-written file from JS v4, which writes in place,
- * just reads as "nothing yet").
+ * just reads as "nothing yet"). Directory and file must be ours and not group/others-writable
+ * (trust.ts), entries count while their owner runs (pid and start time, liveness.ts), and reads
+ * are capped and cached while the file is unchanged (registry-file.ts).
  */
 export class FileRegistry implements RegistryBackend {
   /** The registry directory (absolute). */
@@ -44,6 +54,8 @@ export class FileRegistry implements RegistryBackend {
   /** The registry file (absolute). */
   readonly path: string;
   readonly #lockTimeoutMs: number;
+  readonly #maxFileBytes: number;
+  readonly #reader: RegistryFileReader;
 
   constructor(options: FileRegistryOptions = {}) {
     this.dir = resolve(options.dir || process.env[REGISTRY_DIR_ENV] || join(homedir(), ".multifrost"));
@@ -51,6 +63,20 @@ export class FileRegistry implements RegistryBackend {
     const lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     if (!(lockTimeoutMs >= 0)) throw new InvalidArgumentError(`lockTimeoutMs must be >= 0 (got ${lockTimeoutMs})`);
     this.#lockTimeoutMs = lockTimeoutMs;
+    const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    if (!Number.isSafeInteger(maxFileBytes) || maxFileBytes < 1) {
+      throw new InvalidArgumentError(`maxFileBytes must be a positive integer (got ${String(maxFileBytes)})`);
+    }
+    this.#maxFileBytes = maxFileBytes;
+    this.#reader = new RegistryFileReader(this.dir, this.path, maxFileBytes);
+  }
+
+  /**
+   * What reading cost so far: `stats` of `services.json`, `parses` (each a read and a JSON parse),
+   * `cacheHits` (looks answered from the last parse because the file was unchanged).
+   */
+  get counters(): Readonly<RegistryReadCounters> {
+    return { ...this.#reader.counters };
   }
 
   async register(serviceId: string, port: number, pid: number = process.pid): Promise<ServiceEntry> {
@@ -59,10 +85,12 @@ export class FileRegistry implements RegistryBackend {
     assertPid(pid);
     return this.#update((document) => {
       const existing = toServiceEntry(document[serviceId]);
-      if (existing && existing.pid !== pid && isProcessAlive(existing.pid)) {
+      if (existing && existing.pid !== pid && isOwnerAlive(existing.pid, existing.pidStart)) {
         throw new ServiceAlreadyRunningError(serviceId, existing.pid, existing.port);
       }
-      const entry: ServiceEntry = { port, pid, started: new Date().toISOString() };
+      const pidStart = pid === process.pid ? ownStartTime() : processStartTime(pid);
+      const started = new Date().toISOString();
+      const entry: ServiceEntry = pidStart === undefined ? { port, pid, started } : { port, pid, started, pidStart };
       document[serviceId] = { ...entry };
       return { result: entry, changed: true };
     });
@@ -110,7 +138,7 @@ export class FileRegistry implements RegistryBackend {
 
   /** A file being rewritten in place (JS v4) may not parse: read it as empty, the next look will tell. */
   async #readUnlocked(): Promise<RegistryDocument> {
-    const read: ParseResult = await readRegistryFile(this.path);
+    const read = await this.#reader.read();
     return read.ok ? read.document : emptyDocument();
   }
 
@@ -119,7 +147,7 @@ export class FileRegistry implements RegistryBackend {
     const registryFile = join(canonicalDir, REGISTRY_FILE_NAME);
     const pythonLock = join(canonicalDir, PYTHON_LOCK_FILE_NAME);
     return withRegistryLock({ registryFile, pythonLock }, this.#lockTimeoutMs, async (lock: HeldLock) => {
-      const read = await readRegistryFile(registryFile);
+      const read = await this.#reader.readFresh(registryFile);
       let document: RegistryDocument;
       if (read.ok) {
         document = read.document;
@@ -131,21 +159,28 @@ export class FileRegistry implements RegistryBackend {
       const { result, changed } = change(document);
       if (changed) {
         lock.assertHeld();
-        await writeRegistryFile(registryFile, document);
+        await writeRegistryFile(registryFile, document, this.#maxFileBytes);
       }
       return result;
     });
   }
 
   /**
-   * Creates the directory (0700) or narrows a wider one we own, and returns its canonical path:
-   * JS v4 locks `realpath(services.json) + ".lock"`, so we must name the same lock directory.
+   * Creates the directory (0700), refuses one that is not ours or that group/others may write,
+   * narrows a readable one to 0700, and returns its canonical path: JS v4 locks
+   * `realpath(services.json) + ".lock"`, so we must name the same lock directory.
    */
   async #prepareDir(): Promise<string> {
+    let info: Stats;
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      const info = await stat(this.dir);
-      if ((info.mode & 0o077) !== 0 && info.uid === process.getuid?.()) await chmod(this.dir, 0o700);
+      info = await stat(this.dir);
+    } catch (error) {
+      throw new RegistryError(`cannot prepare the registry directory ${this.dir}: ${(error as Error).message}`, { cause: error });
+    }
+    assertTrusted("directory", this.dir, info);
+    try {
+      if ((info.mode & 0o077) !== 0 && process.getuid !== undefined) await chmod(this.dir, 0o700);
       return await realpath(this.dir);
     } catch (error) {
       throw new RegistryError(`cannot prepare the registry directory ${this.dir}: ${(error as Error).message}`, { cause: error });
@@ -155,5 +190,13 @@ export class FileRegistry implements RegistryBackend {
 
 function liveEntry(document: RegistryDocument, serviceId: string): ServiceEntry | undefined {
   const entry = toServiceEntry(document[serviceId]);
-  return entry && isProcessAlive(entry.pid) ? entry : undefined;
+  return entry && isOwnerAlive(entry.pid, entry.pidStart) ? entry : undefined;
+}
+
+let ownStart: number | undefined | null = null;
+
+/** This process's start time never changes: read /proc once. */
+function ownStartTime(): number | undefined {
+  if (ownStart === null) ownStart = processStartTime(process.pid);
+  return ownStart;
 }

@@ -1,13 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import type { BigIntStats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { RegistryError } from "../errors.js";
-import { isPid, isPort, type ServiceEntry } from "./registry.js";
+import { isPid, isPidStart, isPort, type ServiceEntry } from "./registry.js";
+import { assertTrusted } from "./trust.js";
 
 /**
- * The v4 `services.json` document: `{ "<id>": { "port", "pid", "started" } }`. Valid entries are
- * kept as stored (unknown extra keys included) so a rewrite loses nothing another writer put
- * there; invalid ones are left out and so disappear on the next write.
+ * The v4 `services.json` document: `{ "<id>": { "port", "pid", "started" } }` (plus our
+ * `pidStart`). Valid entries are kept as stored (unknown extra keys included) so a rewrite loses
+ * nothing another writer put there; invalid ones are left out and so disappear on the next write.
  */
 export type RegistryDocument = Record<string, Record<string, unknown>>;
 
@@ -15,21 +17,144 @@ export type ParseResult =
   | { readonly ok: true; readonly document: RegistryDocument }
   | { readonly ok: false; readonly problem: string };
 
+/** Default cap on the bytes read from `services.json` (a registry of 256-character ids holds ~10 000 entries). */
+export const DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A file whose mtime is this close to the moment it was read may be rewritten in place within
+ * the same timestamp tick (JS v4 writes in place; Linux file times advance in jiffies) without
+ * changing size or mtime, so its parse is not cached: the next look reads it again.
+ */
+const RACY_WINDOW_NS = 1_000_000_000n;
+
 /** A null-prototype object, so ids such as `__proto__` or `constructor` are plain keys. */
 export function emptyDocument(): RegistryDocument {
   return Object.create(null) as RegistryDocument;
 }
 
-/** Reads the file; a missing file is an empty registry. Other read failures throw `RegistryError`. */
-export async function readRegistryFile(path: string): Promise<ParseResult> {
-  let text: string;
+/** What a reader did: how many times it stat'ed the file, read and parsed it, or answered from its cache. */
+export interface RegistryReadCounters {
+  stats: number;
+  parses: number;
+  cacheHits: number;
+}
+
+/**
+ * Reads `services.json` for one registry: checks the directory and the file (see trust.ts), refuses
+ * a file above `maxFileBytes` from its stat (never reading it), and keeps the last parse keyed by
+ * (dev, ino, size, mtime ns, ctime ns), so polling an unchanged file costs two stats.
+ */
+export class RegistryFileReader {
+  readonly counters: RegistryReadCounters = { stats: 0, parses: 0, cacheHits: 0 };
+  #cache: { key: string; result: ParseResult } | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly path: string,
+    readonly maxFileBytes: number,
+  ) {}
+
+  /** A missing directory or file is an empty registry. Cached documents are shared: do not modify them. */
+  async read(): Promise<ParseResult> {
+    const dirInfo = await statOrUndefined(this.dir);
+    if (dirInfo === undefined) return { ok: true, document: emptyDocument() };
+    assertTrusted("directory", this.dir, dirInfo);
+    const info = await statOrUndefined(this.path);
+    this.counters.stats++;
+    if (info === undefined) return { ok: true, document: emptyDocument() };
+    this.#check(info);
+    if (this.#cache?.key === cacheKey(info)) {
+      this.counters.cacheHits++;
+      return this.#cache.result;
+    }
+    const read = await readChecked(this.path, this.maxFileBytes, (opened) => this.#check(opened));
+    if (read === undefined) return { ok: true, document: emptyDocument() };
+    this.counters.parses++;
+    const result = parseRegistry(read.text);
+    const settled = BigInt(Date.now()) * 1_000_000n - read.info.mtimeNs > RACY_WINDOW_NS;
+    this.#cache = settled ? { key: cacheKey(read.info), result } : undefined;
+    return result;
+  }
+
+  /** Under the registry locks: no cache, a fresh document the caller may change. */
+  async readFresh(path: string): Promise<ParseResult> {
+    const read = await readChecked(path, this.maxFileBytes, (opened) => this.#check(opened, path));
+    if (read === undefined) return { ok: true, document: emptyDocument() };
+    this.counters.parses++;
+    return parseRegistry(read.text);
+  }
+
+  #check(info: BigIntStats, path: string = this.path): void {
+    assertTrusted("file", path, info);
+    if (info.size > BigInt(this.maxFileBytes)) {
+      throw new RegistryError(
+        `refusing the registry file ${path}: ${info.size} bytes is more than maxFileBytes (${this.maxFileBytes}); ` +
+          "it was not read. Remove it (or raise maxFileBytes) if it is really yours",
+      );
+    }
+  }
+}
+
+function cacheKey(info: BigIntStats): string {
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+}
+
+async function statOrUndefined(path: string): Promise<BigIntStats | undefined> {
   try {
-    text = await readFile(path, "utf8");
+    return await stat(path, { bigint: true });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { ok: true, document: emptyDocument() };
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new RegistryError(`cannot stat ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Opens the file, checks what was opened (it may have been replaced since the caller's stat), and
+ * reads at most `maxBytes` (+1 to notice a file that grew past the cap while being read).
+ */
+async function readChecked(
+  path: string,
+  maxBytes: number,
+  check: (info: BigIntStats) => void,
+): Promise<{ text: string; info: BigIntStats } | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new RegistryError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
   }
-  return parseRegistry(text);
+  try {
+    const info = await handle.stat({ bigint: true });
+    check(info);
+    const bytes = await readAtMost(handle, Number(info.size), maxBytes);
+    if (bytes.length > maxBytes) {
+      throw new RegistryError(`refusing the registry file ${path}: it grew past maxFileBytes (${maxBytes}) while being read`);
+    }
+    return { text: bytes.toString("utf8"), info };
+  } catch (error) {
+    if (error instanceof RegistryError) throw error;
+    throw new RegistryError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readAtMost(handle: FileHandle, sizeHint: number, maxBytes: number): Promise<Buffer> {
+  let buffer = Buffer.allocUnsafe(Math.min(sizeHint, maxBytes) + 1);
+  let length = 0;
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > maxBytes) break;
+      const bigger = Buffer.allocUnsafe(Math.min(buffer.length * 2, maxBytes + 1));
+      buffer.copy(bigger, 0, 0, length);
+      buffer = bigger;
+    }
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+    if (bytesRead === 0) break;
+    length += bytesRead;
+  }
+  return buffer.subarray(0, length);
 }
 
 export function parseRegistry(text: string): ParseResult {
@@ -51,21 +176,26 @@ export function parseRegistry(text: string): ParseResult {
 /** The entry's public shape, or undefined if it has no integer port 1..65535 and pid > 0. */
 export function toServiceEntry(stored: unknown): ServiceEntry | undefined {
   if (!isPlainObject(stored)) return undefined;
-  const { port, pid, started } = stored;
+  const { port, pid, started, pidStart } = stored;
   if (!isPort(port) || !isPid(pid)) return undefined;
-  return { port, pid, started: typeof started === "string" ? started : "" };
+  const entry = { port, pid, started: typeof started === "string" ? started : "" };
+  return isPidStart(pidStart) ? { ...entry, pidStart } : entry;
 }
 
 /**
  * Replaces the file atomically: a uniquely named temp file in the same directory, fsync, rename.
  * Readers therefore see the old or the new document, never a mix. Written like v4 (2-space JSON).
  */
-export async function writeRegistryFile(path: string, document: RegistryDocument): Promise<void> {
+export async function writeRegistryFile(path: string, document: RegistryDocument, maxFileBytes: number): Promise<void> {
+  const text = JSON.stringify(document, null, 2);
+  if (Buffer.byteLength(text, "utf8") > maxFileBytes) {
+    throw new RegistryError(`not writing ${path}: the registry would exceed maxFileBytes (${maxFileBytes}), and could not be read back`);
+  }
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   try {
     const handle = await open(temp, "wx", 0o600);
     try {
-      await handle.writeFile(JSON.stringify(document, null, 2), "utf8");
+      await handle.writeFile(text, "utf8");
       await handle.sync();
     } finally {
       await handle.close();

@@ -14,6 +14,12 @@ export interface ServiceEntry {
   readonly pid: number;
   /** ISO 8601 registration time: UTC with `Z` from JS writers, local time without zone from Python v4. */
   readonly started: string;
+  /**
+   * The owner's start time: field 22 of `/proc/<pid>/stat`, in clock ticks since boot. Written by
+   * this library (TS and Python) where `/proc` exists; absent in entries written by v4 peers.
+   * An entry whose pid now has another start time belongs to a dead owner (the pid was reused).
+   */
+  readonly pidStart?: number;
 }
 
 export interface RegistryBackend {
@@ -61,6 +67,11 @@ export function assertPid(pid: unknown): asserts pid is number {
 
 export function isPort(value: unknown): value is number {
   return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535;
+}
+
+/** A start time in clock ticks since boot. */
+export function isPidStart(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
 export function isPid(value: unknown): value is number {

@@ -1,10 +1,16 @@
 """The v4 file registry (`services.json`), shared with the TypeScript side and with JS/Python v4.
 
-Same file, format and locks as src/registry/*.ts: `{"<id>": {"port", "pid", "started"}}` in
-`$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write under JS v4's
-lock directory (`services.json.lock`, proper-lockfile's) and Python v4's `services.lock` (created
-exclusively with the owner's pid inside), always taken in that order; the file is replaced
-atomically (temp file, fsync, rename). Reads take no lock.
+Same file, format, locks and rules as src/registry/*.ts: `{"<id>": {"port", "pid", "started",
+"pidStart"}}` in `$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write
+under JS v4's lock directory (`services.json.lock`, proper-lockfile's) and Python v4's
+`services.lock` (created exclusively with the owner's pid inside), always taken in that order; the
+file is replaced atomically (temp file, fsync, rename). Reads take no lock.
+
+Trust: the directory and the file must be owned by this process's uid (root included) and not
+writable by group or others, else RegistryError. `pidStart` is the owner's start time (field 22 of
+/proc/<pid>/stat, clock ticks since boot); an entry whose pid now has another start time, or is a
+zombie, is dead. A file above `max_file_bytes` (default 4 MiB) is refused from its stat, unread;
+an unchanged file (same dev, inode, size, mtime ns, ctime ns) is not parsed again.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import re
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Final, TypeVar
 
 REGISTRY_DIR_ENV: Final = "MULTIFROST_REGISTRY_DIR"
@@ -29,6 +34,10 @@ JS_LOCK_STALE_S: Final = 10.0
 #: A `services.lock` without a readable pid this old is left over from a crash.
 UNREADABLE_PYTHON_LOCK_STALE_S: Final = 30.0
 DEFAULT_LOCK_TIMEOUT_S: Final = 10.0
+DEFAULT_MAX_FILE_BYTES: Final = 4 * 1024 * 1024
+#: A file modified this recently may be rewritten in place within the same timestamp tick without
+#: changing size or mtime (JS v4 writes in place), so its parse is not cached.
+RACY_WINDOW_NS: Final = 1_000_000_000
 DISCOVER_POLL_S: Final = 0.1
 MAX_SERVICE_ID_LENGTH: Final = 256
 _CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
@@ -71,6 +80,64 @@ def is_process_alive(pid: int) -> bool:
     return True
 
 
+def _read_proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) from /proc/<pid>/stat, or None if unreadable."""
+    if not _is_pid(pid):
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read().decode("latin-1")
+    except OSError:
+        return None
+    # Field 2 is the command name in parentheses and may itself contain ") " and spaces.
+    fields = text[text.rfind(")") + 2 :].split(" ")
+    try:
+        return fields[0], int(fields[19])  # fields[0] is field 3, so field 22 is fields[19]
+    except (IndexError, ValueError):
+        return None
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None where it cannot be read."""
+    stat = _read_proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def is_owner_alive(pid: int, pid_start: int | None = None) -> bool:
+    """True if the entry's owner still runs: same start time as recorded, not a zombie.
+
+    Without pid_start (v4 writers), or where /proc cannot tell, this is is_process_alive(pid).
+    """
+    stat = _read_proc_stat(pid)
+    if stat is None:
+        return is_process_alive(pid)
+    state, start = stat
+    if state in ("Z", "X"):
+        return False
+    return pid_start is None or start == pid_start
+
+
+def assert_trusted(kind: str, path: str, info: os.stat_result) -> None:
+    """Refuses a registry directory or file not owned by this uid, or writable by group/others."""
+    uid = os.getuid()
+    mode = info.st_mode & 0o7777
+    shown = f"owner uid {info.st_uid}, mode {mode:04o}"
+    if info.st_uid != uid:
+        raise RegistryError(
+            f"refusing the registry {kind} {path} ({shown}): it is not owned by this process's uid {uid}; "
+            "use a registry directory of your own (the dir option or MULTIFROST_REGISTRY_DIR)"
+        )
+    if mode & 0o022:
+        raise RegistryError(
+            f"refusing the registry {kind} {path} ({shown}): group or others may write it; "
+            f"run chmod {'700' if kind == 'directory' else '600'} on it if you trust its content"
+        )
+
+
+def _is_pid_start(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**53 - 1
+
+
 def _is_port(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
 
@@ -96,7 +163,10 @@ def to_entry(stored: Any) -> dict[str, Any] | None:
     port, pid, started = stored.get("port"), stored.get("pid"), stored.get("started")
     if not _is_port(port) or not _is_pid(pid):
         return None
-    return {"port": port, "pid": pid, "started": started if isinstance(started, str) else ""}
+    entry = {"port": port, "pid": pid, "started": started if isinstance(started, str) else ""}
+    if _is_pid_start(stored.get("pidStart")):
+        entry["pidStart"] = stored["pidStart"]
+    return entry
 
 
 def parse_registry(text: str) -> dict[str, dict[str, Any]] | str:
@@ -252,14 +322,21 @@ def _acquire_python_lock(path: str, timeout: float) -> None:
         time.sleep(_jitter(0.075))
 
 
-def write_registry_file(path: str, document: dict[str, Any]) -> None:
+def write_registry_file(path: str, document: dict[str, Any], max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
     """Atomic replace: a uniquely named temp file in the same directory, fsync, rename."""
+    data = json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
+    if len(data) > max_file_bytes:
+        raise RegistryError(
+            f"not writing {path}: the registry would exceed max_file_bytes ({max_file_bytes}), and could not be read back"
+        )
     directory, name = os.path.split(path)
     temp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     try:
         fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         try:
-            os.write(fd, json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -275,13 +352,24 @@ def write_registry_file(path: str, document: dict[str, Any]) -> None:
 class FileRegistry:
     """Register, unregister and discover services in the shared `services.json`."""
 
-    def __init__(self, dir: str | os.PathLike[str] | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        dir: str | os.PathLike[str] | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         base = dir or os.environ.get(REGISTRY_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".multifrost")
         self.dir = os.path.abspath(os.fspath(base))
         self.path = os.path.join(self.dir, REGISTRY_FILE_NAME)
         if not lock_timeout >= 0:
             raise ValueError(f"lock_timeout must be >= 0 (got {lock_timeout})")
         self._lock_timeout = lock_timeout
+        if not isinstance(max_file_bytes, int) or isinstance(max_file_bytes, bool) or max_file_bytes < 1:
+            raise ValueError(f"max_file_bytes must be a positive integer (got {max_file_bytes!r})")
+        self.max_file_bytes = max_file_bytes
+        #: What reading cost: stats of services.json, parses (read + JSON parse), looks answered from the cache.
+        self.counters = {"stats": 0, "parses": 0, "cache_hits": 0}
+        self._cache: tuple[tuple[int, int, int, int, int], dict[str, Any] | str] | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -300,9 +388,12 @@ class FileRegistry:
 
         def change(document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             existing = to_entry(document.get(service_id))
-            if existing and existing["pid"] != owner and is_process_alive(existing["pid"]):
+            if existing and existing["pid"] != owner and is_owner_alive(existing["pid"], existing.get("pidStart")):
                 raise ServiceAlreadyRunningError(service_id, existing["pid"], existing["port"])
-            entry = {"port": port, "pid": owner, "started": _utc_now_iso()}
+            entry: dict[str, Any] = {"port": port, "pid": owner, "started": _utc_now_iso()}
+            pid_start = process_start_time(owner)
+            if pid_start is not None:
+                entry["pidStart"] = pid_start
             document[service_id] = dict(entry)
             return entry, True
 
@@ -345,24 +436,78 @@ class FileRegistry:
     # -- internals ----------------------------------------------------------------------------
 
     def _read_unlocked(self) -> dict[str, Any]:
-        read = self._read(self.path)
+        """A cached parse while the file is unchanged; the result is shared, never modified."""
+        dir_info = _stat_or_none(self.dir)
+        if dir_info is None:
+            return {}
+        assert_trusted("directory", self.dir, dir_info)
+        info = _stat_or_none(self.path)
+        self.counters["stats"] += 1
+        if info is None:
+            return {}
+        self._check_file(self.path, info)
+        if self._cache is not None and self._cache[0] == _cache_key(info):
+            self.counters["cache_hits"] += 1
+            read = self._cache[1]
+        else:
+            opened = self._read_checked(self.path)
+            if opened is None:
+                return {}
+            read, opened_info = opened
+            settled = time.time_ns() - opened_info.st_mtime_ns > RACY_WINDOW_NS
+            self._cache = (_cache_key(opened_info), read) if settled else None
         return read if isinstance(read, dict) else {}
 
-    @staticmethod
-    def _read(path: str) -> dict[str, Any] | str:
+    def _read(self, path: str) -> dict[str, Any] | str:
+        """Under the locks: no cache, a fresh document the caller may change."""
+        opened = self._read_checked(path)
+        return {} if opened is None else opened[0]
+
+    def _read_checked(self, path: str) -> tuple[dict[str, Any] | str, os.stat_result] | None:
+        """Opens, checks what was opened, reads at most max_file_bytes (+1 to notice growth), parses."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return {}
+            return None
         except OSError as exc:
             raise RegistryError(f"cannot read {path}: {exc}") from exc
-        return parse_registry(text)
+        try:
+            info = os.fstat(fd)
+            self._check_file(path, info)
+            chunks: list[bytes] = []
+            length = 0
+            while length <= self.max_file_bytes:
+                chunk = os.read(fd, min(max(info.st_size - length, 65536), self.max_file_bytes + 1 - length))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                length += len(chunk)
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc}") from exc
+        finally:
+            os.close(fd)
+        if length > self.max_file_bytes:
+            raise RegistryError(f"refusing the registry file {path}: it grew past max_file_bytes ({self.max_file_bytes}) while being read")
+        self.counters["parses"] += 1
+        return parse_registry(b"".join(chunks).decode("utf-8", errors="replace")), info
+
+    def _check_file(self, path: str, info: os.stat_result) -> None:
+        assert_trusted("file", path, info)
+        if info.st_size > self.max_file_bytes:
+            raise RegistryError(
+                f"refusing the registry file {path}: {info.st_size} bytes is more than max_file_bytes "
+                f"({self.max_file_bytes}); it was not read. Remove it (or raise max_file_bytes) if it is really yours"
+            )
 
     def _prepare_dir(self) -> str:
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
             info = os.stat(self.dir)
-            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        except OSError as exc:
+            raise RegistryError(f"cannot prepare the registry directory {self.dir}: {exc}") from exc
+        assert_trusted("directory", self.dir, info)
+        try:
+            if info.st_mode & 0o077:
                 os.chmod(self.dir, 0o700)
             # JS v4 locks realpath(services.json) + ".lock": name the same directory.
             return os.path.realpath(self.dir)
@@ -386,7 +531,7 @@ class FileRegistry:
                     result, changed = change(read)
                     if changed:
                         js_lock.assert_held()
-                        write_registry_file(registry_file, read)
+                        write_registry_file(registry_file, read, self.max_file_bytes)
                     return result
                 finally:
                     try:
@@ -399,7 +544,20 @@ class FileRegistry:
 
 def _live_entry(document: dict[str, Any], service_id: str) -> dict[str, Any] | None:
     entry = to_entry(document.get(service_id))
-    return entry if entry is not None and is_process_alive(entry["pid"]) else None
+    return entry if entry is not None and is_owner_alive(entry["pid"], entry.get("pidStart")) else None
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RegistryError(f"cannot stat {path}: {exc}") from exc
+
+
+def _cache_key(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _set_aside_corrupt(path: str, problem: str) -> None:
