@@ -17,6 +17,9 @@ import msgpack
 APP_ID: Final = "comlink_ipc_v4"
 DEFAULT_NAMESPACE: Final = "default"
 ENV_PORT: Final = "COMLINK_ZMQ_PORT"
+# Our extension: the parent's private endpoint (ipc:// in a directory only its user can enter),
+# preferred over COMLINK_ZMQ_PORT when set; v4 parents do not set it.
+ENV_ENDPOINT: Final = "MULTIFROST_ZMQ_ENDPOINT"
 MIN_PORT: Final = 1024
 MAX_PORT: Final = 65535
 #: Largest message accepted or sent (bytes); the socket refuses larger ones too.

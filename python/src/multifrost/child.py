@@ -211,6 +211,11 @@ class ChildWorker:
                     f"{wire.MIN_PORT} and {wire.MAX_PORT}"
                 )
             endpoint = f"tcp://127.0.0.1:{int(text)}"
+            # A Multifrost parent also offers a private ipc:// endpoint (in a directory only its
+            # user can enter); v4 parents do not set it.
+            private = os.environ.get(wire.ENV_ENDPOINT, "")
+            if private.startswith("ipc://"):
+                endpoint = private
         elif not service_id:
             _fatal(f"Need {wire.ENV_PORT} env (spawn mode) or a service_id (connect mode)")
         runtime = _Runtime(self, settings, endpoint, None if endpoint else service_id)
