@@ -7,6 +7,7 @@ import { InvalidArgumentError } from "./errors.js";
 import { FileRegistry, type RegistryBackend } from "./registry/index.js";
 import {
   DEFAULT_NAMESPACE,
+  ENV_ENDPOINT,
   ENV_PORT,
   MAX_PORT,
   MIN_PORT,
@@ -228,7 +229,9 @@ export abstract class ChildWorker {
       if (!/^\d+$/.test(portText.trim()) || !Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT) {
         fatal(`invalid ${ENV_PORT} '${portText}': expected an integer port between ${MIN_PORT} and ${MAX_PORT}`);
       }
-      endpoint = `tcp://127.0.0.1:${port}`;
+      const private_ = process.env[ENV_ENDPOINT];
+      // The parent's private channel when it offers one (an OS-protected ipc path), else v4's TCP port.
+      endpoint = private_ !== undefined && private_.startsWith("ipc://") ? private_ : `tcp://127.0.0.1:${port}`;
     } else if (this.serviceId === undefined) {
       fatal(`Need ${ENV_PORT} env (spawn mode) or a serviceId (connect mode)`);
     }
