@@ -2,6 +2,8 @@ import { callableNames } from "./actors/callable-names.js";
 import { DISPATCHER_DEFAULTS, Dispatcher, type Handler } from "./actors/dispatcher.js";
 import { OutputCapture } from "./actors/output-capture.js";
 import { PeerTable } from "./actors/peer-table.js";
+import { curveServerPolicy, resolveServiceCurve, type ServiceCurveOptions } from "./actors/curve.js";
+import { zapHandler } from "./actors/zap.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
 import { InvalidArgumentError } from "./errors.js";
 import { FileRegistry, type RegistryBackend } from "./registry/index.js";
@@ -29,8 +31,17 @@ export interface ChildWorkerOptions {
   registry?: RegistryBackend;
   /** Connect mode: shorthand for `registry: new FileRegistry({ dir })`. */
   registryDir?: string;
-  /** Connect mode: the interface to bind. Default 127.0.0.1. */
+  /** Connect mode: the interface to bind. Default 127.0.0.1; anything else needs `curve` or `insecure: true`. */
   host?: string;
+  /**
+   * Connect mode: serve over CURVE — the service's key pair and, optionally, the client public keys
+   * it admits (any CURVE client otherwise) — or the name of a key pair in the keys directory
+   * (`$MULTIFROST_KEYS_DIR` or ~/.multifrost/keys; its `authorized_keys` lists admitted clients).
+   * The public key is published in the registry entry (`publicKey`).
+   */
+  curve?: ServiceCurveOptions | string;
+  /** Connect mode: allow a non-loopback `host` without CURVE. Default false. */
+  insecure?: boolean;
   /** Calls that run at once; async handlers overlap up to this bound. Default 64. */
   concurrency?: number;
   /** How long `stop()` lets running calls finish before closing. Default 5000 ms. */
@@ -108,6 +119,7 @@ interface ConnectSettings {
   serviceId: string;
   registry: RegistryBackend;
   host: string;
+  curve: ServiceCurveOptions | undefined;
 }
 
 type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
@@ -145,6 +157,8 @@ export abstract class ChildWorker {
   /** Connect mode's settings; undefined in spawn-only workers (no serviceId). */
   readonly #connect: ConnectSettings | undefined;
   #registered = false;
+  /** A CURVE service's ZAP policy, removed when it stops. */
+  #unregisterZap: (() => void) | undefined;
   #registering: Promise<void> | undefined;
   #channel: RouterChannel | undefined;
   #dispatcher: Dispatcher | undefined;
@@ -197,6 +211,7 @@ export abstract class ChildWorker {
             serviceId: options.serviceId,
             registry: options.registry ?? new FileRegistry({ dir: options.registryDir }),
             host: options.host ?? "127.0.0.1",
+            curve: resolveServiceCurve(options.curve, options.host ?? "127.0.0.1", options.insecure ?? false),
           };
   }
 
@@ -248,10 +263,19 @@ export abstract class ChildWorker {
       maxQueued: this.#options.maxQueuedCalls,
       maxArgs: this.#options.maxArgs,
     });
-    const channel = new RouterChannel((peer) => {
-      this.#stats.sendFailures++;
-      if (peer !== undefined) this.#peers.forget(peer); // unreachable: stop forwarding to it
-    });
+    const curve = endpoint === undefined ? this.#connect?.curve : undefined;
+    let zapDomain: string | undefined;
+    if (curve !== undefined) {
+      zapDomain = `multifrost-service-${nextMessageId()}`;
+      this.#unregisterZap = zapHandler.register(zapDomain, curveServerPolicy(curve.authorizedKeys));
+    }
+    const channel = new RouterChannel(
+      (peer) => {
+        this.#stats.sendFailures++;
+        if (peer !== undefined) this.#peers.forget(peer); // unreachable: stop forwarding to it
+      },
+      curve === undefined ? {} : { curveServerSecretKey: curve.secretKey, zapDomain },
+    );
     this.#channel = channel;
     const finished = new Promise<void>((resolve) => (this.#resolveRun = resolve));
 
@@ -286,10 +310,12 @@ export abstract class ChildWorker {
   async #bindAndRegister(channel: RouterChannel, connect: ConnectSettings): Promise<void> {
     try {
       const port = await channel.bind(connect.host, 0);
-      await connect.registry.register(connect.serviceId, port);
+      await connect.registry.register(connect.serviceId, port, process.pid, connect.curve && { publicKey: connect.curve.publicKey });
       this.#registered = true;
     } catch (error) {
       channel.close();
+      this.#unregisterZap?.();
+      this.#unregisterZap = undefined;
       this.#running = false;
       throw error;
     }
@@ -435,6 +461,8 @@ export abstract class ChildWorker {
       await withTimeout(channel.drained(), 1000);
       channel.close();
     }
+    this.#unregisterZap?.();
+    this.#unregisterZap = undefined;
     // A stop during registration waits for it, so the entry it writes is removed too.
     await this.#registering?.catch(() => undefined);
     const connect = this.#connect;

@@ -27,6 +27,8 @@ export {
   SupervisorError,
 } from "./errors.js";
 export { FileRegistry, REGISTRY_DIR_ENV } from "./registry/index.js";
+export { curveKeyPair, saveCurveKeys, loadCurveKeys, loadAuthorizedKeys, KEYS_DIR_ENV } from "./actors/curve.js";
+export type { CurveKeyPair, ServiceCurveOptions, ClientCurveOptions } from "./actors/curve.js";
 export type { ServiceEntry, FileRegistryOptions, RegistryBackend } from "./registry/index.js";
 export { ServiceRegistry } from "./registry/v4-service-registry.js";
 export type { MultifrostErrorCode } from "./errors.js";

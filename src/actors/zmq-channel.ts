@@ -166,11 +166,16 @@ export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
     super(new zmq.Dealer({ ...socketOptions(options), linger: 0 }), (_item, tag, error) => onSendFailure(tag, error));
   }
 
-  /** Calls `handler` when a peer's handshake is refused (ZAP said no, or CURVE keys do not match). */
-  onAuthFailure(handler: (reason: string) => void): void {
-    this.socket.events.on("handshake:error:auth", (event) => {
-      if (!this.closed) handler(event.error?.message ?? "authentication failure");
-    });
+  /**
+   * Calls `handler` when a handshake with a peer fails: refused by the peer's ZAP (an
+   * unauthorized CURVE key), CURVE keys that do not match, or mechanisms that differ (plain vs CURVE).
+   */
+  onHandshakeFailure(handler: (reason: string) => void): void {
+    for (const type of ["handshake:error:auth", "handshake:error:protocol", "handshake:error:other"] as const) {
+      this.socket.events.on(type, (event) => {
+        if (!this.closed) handler(`${type.slice("handshake:error:".length)}: ${event.error?.message ?? "handshake failed"}`);
+      });
+    }
   }
 
   send(payload: Buffer, tag?: string): void {

@@ -3,6 +3,7 @@ import { resolveBackoff, type BackoffOptions } from "../core/backoff.js";
 import type { FailureWindowOptions } from "../core/failure-window.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { RestartType } from "../machines/connection.js";
+import type { ClientCurveOptions } from "../actors/curve.js";
 import type { RegistryBackend } from "../registry/index.js";
 
 /**
@@ -199,6 +200,12 @@ export interface ConnectOptions extends CommonOptions {
   readonly registry?: RegistryBackend;
   /** Shorthand for `registry: new FileRegistry({ dir })`. */
   readonly registryDir?: string;
+  /**
+   * Talk to a CURVE service: this client's key pair (or the name of one in the keys directory,
+   * `$MULTIFROST_KEYS_DIR` or ~/.multifrost/keys) and the service's public key (default: the
+   * `publicKey` of its registry entry).
+   */
+  readonly curve?: ClientCurveOptions | string;
   /**
    * Host the service listens on.
    * @default "127.0.0.1"

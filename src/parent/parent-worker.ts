@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { basename } from "node:path";
 import { createActor, fromPromise, type Actor } from "xstate";
+import { stdioWriter } from "../actors/bounded-writer.js";
 import { splitCommandLine } from "../actors/command-line.js";
 import type { ProcessExit } from "../actors/process-actor.js";
 import { StateWaiters } from "../actors/state-waiters.js";
@@ -122,7 +123,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       exited: (exit) => this.emit("exit", exit),
     };
     this.#transport =
-      target.kind === "spawn" ? new SpawnTransport(host, target.argv, options) : new ServiceTransport(host, target.serviceId, target.registry);
+      target.kind === "spawn" ? new SpawnTransport(host, target.argv, options) : new ServiceTransport(host, target.serviceId, target.registry, options.curve);
     this.call = createCallProxy((fn, args, callOptions) => this.invoke(fn, args, callOptions));
 
     const machine = connectionMachine.provide({
@@ -443,14 +444,22 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.#machine.send(event);
   }
 
+  /** Lines the default printing dropped: this process's stdout/stderr was not read fast enough. */
+  #outputDropped = 0;
+
+  /** Lines of this worker's output that the default printing dropped (stdout/stderr not read fast enough). */
+  get outputLinesDropped(): number {
+    return this.#outputDropped;
+  }
+
   #output(stream: OutputStream, line: string): void {
     this.emit(stream, line);
     if (this.#options.onOutput) {
       this.#options.onOutput(stream, line, this.name);
       return;
     }
-    const target = stream === "stdout" ? process.stdout : process.stderr;
-    target.write(`[${this.name} ${stream.toUpperCase()}]: ${line}\n`);
+    // Bounded: a pipe nobody reads holds at most 1 MiB; the rest is dropped, then reported in one line.
+    if (!stdioWriter(stream).write(`[${this.name} ${stream.toUpperCase()}]: ${line}\n`)) this.#outputDropped++;
   }
 
   #machineInput(mode: "spawn" | "connect", supervised: boolean): ConnectionInput {

@@ -1,3 +1,4 @@
+import { checkZ85Key, loadCurveKeys, type ClientCurveOptions } from "../actors/curve.js";
 import { DealerChannel } from "../actors/zmq-channel.js";
 import { CallTimeoutError, WorkerExitedError, WorkerStartError } from "../errors.js";
 import type { RegistryBackend } from "../registry/index.js";
@@ -21,10 +22,18 @@ export class ServiceTransport implements Transport {
   #port: number | undefined;
   #checking = false;
 
-  constructor(host: TransportHost, serviceId: string, registry: RegistryBackend) {
+  readonly #curve: ClientCurveOptions | undefined;
+
+  constructor(host: TransportHost, serviceId: string, registry: RegistryBackend, curve?: ClientCurveOptions | string) {
     this.#host = host;
     this.serviceId = serviceId;
     this.registry = registry;
+    this.#curve = typeof curve === "string" ? loadCurveKeys(curve) : curve;
+    if (this.#curve !== undefined) {
+      checkZ85Key(this.#curve.publicKey, "curve.publicKey");
+      checkZ85Key(this.#curve.secretKey, "curve.secretKey");
+      if (this.#curve.serverPublicKey !== undefined) checkZ85Key(this.#curve.serverPublicKey, "curve.serverPublicKey");
+    }
   }
 
   get port(): number | undefined {
@@ -49,16 +58,30 @@ export class ServiceTransport implements Transport {
       const entry = await this.registry.discover(this.serviceId, discoverMs);
       if (signal.aborted) return;
       this.#port = entry.port;
-      const channel = new DealerChannel((id, error) => host.client.sendFailed(id, error));
+      const curve = this.#curve;
+      const serverKey = curve?.serverPublicKey ?? entry.publicKey;
+      if (curve === undefined && entry.publicKey !== undefined) {
+        throw new Error(`the service requires CURVE (its registry entry has a publicKey): give the curve option`);
+      }
+      if (curve !== undefined && serverKey === undefined) {
+        throw new Error(`no server key: the registry entry has no publicKey and curve.serverPublicKey is not given`);
+      }
+      const channel = new DealerChannel((id, error) => host.client.sendFailed(id, error), {
+        maxMessageSize: host.settings.maxMessageSize,
+        curveClient: curve && { publicKey: curve.publicKey, secretKey: curve.secretKey, serverKey: serverKey! },
+      });
       this.#channel = channel;
       host.client.attach(channel);
+      // A refused handshake (an unauthorized key, a wrong server key) fails the start now, not at its timeout.
+      const refused = new Promise<never>((_, reject) => channel.onHandshakeFailure((reason) => reject(new Error(`the service refused the connection (${reason})`))));
+      refused.catch(() => undefined);
       channel.connect(`tcp://${host.settings.host}:${entry.port}`);
       channel.onDisconnect(() => void this.#checkService(channel));
       channel.onPayload(
         (payload) => host.client.receive(payload),
         (error) => process.stderr.write(`[${host.name}] multifrost: receive loop failed: ${String(error)}\n`),
       );
-      await host.client.ping(startupTimeout);
+      await Promise.race([host.client.ping(startupTimeout), refused]);
     } catch (error) {
       await this.close();
       if (error instanceof CallTimeoutError) {

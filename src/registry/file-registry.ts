@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidArgumentError, RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError } from "../errors.js";
 import { isOwnerAlive, processStartTime } from "./liveness.js";
 import { withRegistryLock, type HeldLock } from "./locks.js";
-import { assertPid, assertPort, assertServiceId, type ServiceEntry, type RegistryBackend } from "./registry.js";
+import { assertPid, assertPort, assertServiceId, type RegistrationExtras, type ServiceEntry, type RegistryBackend } from "./registry.js";
 import {
   DEFAULT_MAX_FILE_BYTES,
   emptyDocument,
@@ -79,7 +79,7 @@ export class FileRegistry implements RegistryBackend {
     return { ...this.#reader.counters };
   }
 
-  async register(serviceId: string, port: number, pid: number = process.pid): Promise<ServiceEntry> {
+  async register(serviceId: string, port: number, pid: number = process.pid, extras: RegistrationExtras = {}): Promise<ServiceEntry> {
     assertServiceId(serviceId);
     assertPort(port);
     assertPid(pid);
@@ -90,7 +90,8 @@ export class FileRegistry implements RegistryBackend {
       }
       const pidStart = pid === process.pid ? ownStartTime() : processStartTime(pid);
       const started = new Date().toISOString();
-      const entry: ServiceEntry = pidStart === undefined ? { port, pid, started } : { port, pid, started, pidStart };
+      const base: ServiceEntry = pidStart === undefined ? { port, pid, started } : { port, pid, started, pidStart };
+      const entry: ServiceEntry = extras.publicKey === undefined ? base : { ...base, publicKey: extras.publicKey };
       document[serviceId] = { ...entry };
       return { result: entry, changed: true };
     });

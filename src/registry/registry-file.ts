@@ -176,10 +176,16 @@ export function parseRegistry(text: string): ParseResult {
 /** The entry's public shape, or undefined if it has no integer port 1..65535 and pid > 0. */
 export function toServiceEntry(stored: unknown): ServiceEntry | undefined {
   if (!isPlainObject(stored)) return undefined;
-  const { port, pid, started, pidStart } = stored;
+  const { port, pid, started, pidStart, publicKey } = stored;
   if (!isPort(port) || !isPid(pid)) return undefined;
-  const entry = { port, pid, started: typeof started === "string" ? started : "" };
-  return isPidStart(pidStart) ? { ...entry, pidStart } : entry;
+  const entry: { port: number; pid: number; started: string; pidStart?: number; publicKey?: string } = {
+    port,
+    pid,
+    started: typeof started === "string" ? started : "",
+  };
+  if (isPidStart(pidStart)) entry.pidStart = pidStart;
+  if (typeof publicKey === "string" && publicKey.length === 40) entry.publicKey = publicKey;
+  return entry;
 }
 
 /**

@@ -20,6 +20,13 @@ export interface ServiceEntry {
    * An entry whose pid now has another start time belongs to a dead owner (the pid was reused).
    */
   readonly pidStart?: number;
+  /** A CURVE service's public key (Z85): clients encrypt to it and authenticate it. v4 peers ignore it. */
+  readonly publicKey?: string;
+}
+
+/** What a registration may publish besides the port (extra fields v4 peers ignore). */
+export interface RegistrationExtras {
+  readonly publicKey?: string;
 }
 
 export interface RegistryBackend {
@@ -28,7 +35,7 @@ export interface RegistryBackend {
    * owner is dead or is `pid` itself; rejects with `ServiceAlreadyRunningError` if another live
    * process owns it.
    */
-  register(serviceId: string, port: number, pid?: number): Promise<ServiceEntry>;
+  register(serviceId: string, port: number, pid?: number, extras?: RegistrationExtras): Promise<ServiceEntry>;
   /**
    * Waits until a live entry exists, polling about every 100 ms; rejects with
    * `ServiceNotFoundError` after `timeoutMs` (0 = look once).

@@ -149,6 +149,7 @@ const SPAWN_ONLY: Readonly<Record<Exclude<keyof SpawnOptions, keyof ConnectOptio
 };
 const CONNECT_ONLY: Readonly<Record<Exclude<keyof ConnectOptions, keyof SpawnOptions | SupervisorOwnedOption>, true>> = {
   registryDir: true,
+  curve: true,
 };
 
 const KEYS: Readonly<Record<ChildKind, CheckTable<string>>> = {

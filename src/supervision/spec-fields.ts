@@ -179,4 +179,15 @@ export const WORKER_FIELDS: Readonly<Record<keyof WorkerSettings, FieldCheck>> =
   killTimeout: CHECKS.nonNegativeMs,
   host: CHECKS.text,
   registryDir: CHECKS.text,
+  curve: (value: unknown, at: readonly Key[], report: FieldReport) => {
+    const key = (v: unknown) => typeof v === "string" && v.length === 40;
+    const record = value as Record<string, unknown> | null;
+    const ok =
+      (typeof value === "string" && value.trim() !== "") ||
+      (typeof value === "object" && record !== null && !Array.isArray(value) &&
+        key(record["publicKey"]) && key(record["secretKey"]) &&
+        (record["serverPublicKey"] === undefined || key(record["serverPublicKey"])) &&
+        Object.keys(record).every((k) => k === "publicKey" || k === "secretKey" || k === "serverPublicKey"));
+    if (!ok) report(at, `${fieldName(at)} must be a key pair name or { publicKey, secretKey, serverPublicKey? } (40-character Z85 keys), got ${describe(value)}`);
+  },
 };
