@@ -203,7 +203,8 @@ export class SpawnTransport implements Transport {
       const host = this.#host;
       const child = this.#process;
       if (channel !== this.#channel || !host.isLive() || this.#shutdownSent || child?.exited) return;
-      host.lost(channel, new WorkerExitedError(host.name, null, null, child?.stderrTail ?? [], "disconnected"), "disconnected", false);
+      const why = `disconnected: the child closed its socket, or sent a message over maxMessageSize (${host.settings.maxMessageSize} bytes)`;
+      host.lost(channel, new WorkerExitedError(host.name, null, null, child?.stderrTail ?? [], why), "disconnected", false);
     }, EXIT_HEAD_START_MS);
     timer.unref();
   }
