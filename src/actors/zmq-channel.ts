@@ -15,6 +15,13 @@ export type FrameHandler = (payload: Buffer, frames: Buffer[]) => void;
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * zeromq's context allows 1,023 sockets by default; a parent connected to thousands of services
+ * needs more. Only effective before the first socket exists, hence at load.
+ */
+const MAX_SOCKETS = 32_768;
+if (zmq.context.maxSockets < MAX_SOCKETS) zmq.context.maxSockets = MAX_SOCKETS;
+
 function endpointPort(endpoint: string | null): number {
   const match = endpoint ? /:(\d+)$/.exec(endpoint) : null;
   if (!match) throw new Error(`cannot read the port from endpoint ${String(endpoint)}`);
@@ -180,13 +187,6 @@ export class DealerChannel extends Channel<zmq.Dealer, Buffer> {
 
   send(payload: Buffer, tag?: string): void {
     this.queue.push(payload, tag);
-  }
-
-  /** Calls `handler` when the connection to the peer drops (zeromq keeps reconnecting by itself). */
-  onDisconnect(handler: () => void): void {
-    this.socket.events.on("disconnect", () => {
-      if (!this.closed) handler();
-    });
   }
 
   /**

@@ -1,11 +1,9 @@
 import { checkZ85Key, loadCurveKeys, type ClientCurveOptions } from "../actors/curve.js";
 import { DealerChannel } from "../actors/zmq-channel.js";
 import { CallTimeoutError, WorkerExitedError, WorkerStartError } from "../errors.js";
-import type { RegistryBackend } from "../registry/index.js";
+import type { RegistryBackend, ServiceEntry } from "../registry/index.js";
+import { watchService } from "./service-watch.js";
 import type { Transport, TransportHost } from "./transport.js";
-
-/** After a dropped connection, when to look the service up again (ms after the previous look). */
-const SERVICE_RECHECK_DELAYS_MS = [0, 100, 400, 1000];
 
 /** How long a supervised reconnection waits for the service to be registered again. */
 const SUPERVISED_DISCOVERY_MS = 1000;
@@ -20,7 +18,7 @@ export class ServiceTransport implements Transport {
   readonly registry: RegistryBackend;
   #channel: DealerChannel | undefined;
   #port: number | undefined;
-  #checking = false;
+  #unwatch: (() => void) | undefined;
 
   readonly #curve: ClientCurveOptions | undefined;
 
@@ -72,11 +70,16 @@ export class ServiceTransport implements Transport {
       });
       this.#channel = channel;
       host.client.attach(channel);
-      // A refused handshake (an unauthorized key, a wrong server key) fails the start now, not at its timeout.
-      const refused = new Promise<never>((_, reject) => channel.onHandshakeFailure((reason) => reject(new Error(`the service refused the connection (${reason})`))));
+      // A refused CURVE handshake (an unauthorized key, a wrong server key) fails the start now,
+      // not at its timeout. Only then: the socket monitor this needs costs two sockets.
+      const refused =
+        curve === undefined
+          ? new Promise<never>(() => undefined)
+          : new Promise<never>((_, reject) => channel.onHandshakeFailure((reason) => reject(new Error(`the service refused the connection (${reason})`))));
       refused.catch(() => undefined);
       channel.connect(`tcp://${host.settings.host}:${entry.port}`);
-      channel.onDisconnect(() => void this.#checkService(channel));
+      this.#unwatch?.();
+      this.#unwatch = watchService(this.registry, this.serviceId, (found) => this.#onEntry(channel, found));
       channel.onPayload(
         (payload) => host.client.receive(payload),
         (error) => process.stderr.write(`[${host.name}] multifrost: receive loop failed: ${String(error)}\n`),
@@ -97,34 +100,23 @@ export class ServiceTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
     this.#channel?.close();
     this.#channel = undefined;
   }
 
   /**
-   * The TCP connection dropped. If the registry no longer lists the service at this port (it
-   * stopped, or restarted elsewhere), the connection is lost; otherwise zeromq reconnects by
-   * itself and heartbeats judge the rest.
+   * The service's registry entry, on every watch tick: gone, or moved to another port (it
+   * restarted elsewhere), means this connection is lost. A service that just died may still look
+   * alive for a moment (not yet reaped, not yet unregistered): the next ticks catch it, and
+   * heartbeats judge the rest.
    */
-  async #checkService(channel: DealerChannel): Promise<void> {
-    if (this.#checking) return;
-    this.#checking = true;
+  #onEntry(channel: DealerChannel, entry: ServiceEntry | undefined): void {
     const host = this.#host;
-    try {
-      // A service that just died may still look alive for a moment (not yet reaped, not yet
-      // unregistered): look again a few times before leaving it to the heartbeats.
-      for (const delayMs of SERVICE_RECHECK_DELAYS_MS) {
-        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
-        const entry = await this.registry.discover(this.serviceId, 0).catch(() => undefined);
-        if (channel !== this.#channel || !host.isLive()) return;
-        if (entry === undefined || entry.port !== this.#port) {
-          const where = entry === undefined ? "is no longer registered" : `moved to port ${entry.port}`;
-          host.lost(channel, new WorkerExitedError(host.name, null, null, [], `disconnected: the service ${where}`), `service ${where}`, false);
-          return;
-        }
-      }
-    } finally {
-      this.#checking = false;
-    }
+    if (channel !== this.#channel || !host.isLive()) return;
+    if (entry !== undefined && entry.port === this.#port) return;
+    const where = entry === undefined ? "is no longer registered" : `moved to port ${entry.port}`;
+    host.lost(channel, new WorkerExitedError(host.name, null, null, [], `disconnected: the service ${where}`), `service ${where}`, false);
   }
 }
