@@ -66,6 +66,19 @@ describe("spawn mode is private", () => {
     expect(await attacker.received()).toBe(0);
   });
 
+  it("stays private across workers that come and go (the ZAP handler restarts; peers are refused meanwhile, never let in)", async () => {
+    for (let round = 0; round < 5; round++) {
+      const worker = workers.spawn(MATH, "node");
+      await worker.start();
+      const attacker = await impostor(`tcp://127.0.0.1:${worker.port}`, true);
+      const results = [];
+      for (let i = 0; i < 20; i++) results.push(await worker.call.add(i, 1));
+      expect(results).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect(await attacker.received()).toBe(0);
+      await worker.stop();
+    }
+  });
+
   it("a v4 child over TCP is admitted, and an impostor that connects before it is not", async () => {
     const worker = workers.spawn(PY_V4_PEER, PYTHON, { args: ["child"] });
     const starting = worker.start();

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
 import { LineSplitter } from "./line-splitter.js";
+import { groupProcesses } from "./proc.js";
 
 /**
  * One child process in its own process group. Reads its stdout/stderr line by line, keeps the
@@ -67,28 +67,9 @@ function groupMembers(pgid: number): number[] {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ESRCH") return [];
   }
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return [pgid];
-  }
-  const members: number[] = [];
-  for (const entry of entries) {
-    if (entry.charCodeAt(0) > 57) continue; // only the numeric entries are processes
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // After the ")" closing the command name: state ppid pgrp ...
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 3);
-    if (Number(fields[2]) !== pgid) continue;
-    const state = fields[0];
-    if (state !== "Z" && state !== "X") members.push(Number(entry));
-  }
-  return members;
+  const group = groupProcesses(pgid);
+  if (group === undefined) return [pgid];
+  return group.filter(({ stat }) => stat.state !== "Z" && stat.state !== "X").map(({ pid }) => pid);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { groupProcesses } from "./proc.js";
 
 /**
  * Who holds the other end of a loopback TCP connection to one of our ports (Linux /proc). ZAP
@@ -38,21 +39,7 @@ export function clientsOf(port: number): ClientSocket[] {
 /** Socket inodes held open by the processes of group `pgid`. */
 export function socketInodesOfGroup(pgid: number): Set<string> {
   const inodes = new Set<string>();
-  let pids: string[];
-  try {
-    pids = readdirSync("/proc");
-  } catch {
-    return inodes;
-  }
-  for (const pid of pids) {
-    if (pid.charCodeAt(0) > 57) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
+  for (const { pid } of groupProcesses(pgid) ?? []) {
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);

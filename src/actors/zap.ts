@@ -46,12 +46,11 @@ class ZapHandler {
     if (this.#socket !== undefined) return;
     const socket = new zmq.Router({ linger: 0 });
     this.#socket = socket;
-    // inproc binds complete synchronously in libzmq; the promise settles at once.
-    const bound = socket.bind(ZAP_ENDPOINT);
     void (async () => {
-      await bound;
+      await bindRetrying(socket);
       for await (const frames of socket) void this.#answer(socket, frames);
     })().catch((error: unknown) => {
+      // Sockets that ask for ZAP fail closed (zapEnforceDomain): no handler, no peer.
       if (this.#socket === socket) process.stderr.write(`multifrost: the ZAP handler stopped: ${String(error)}\n`);
     });
   }
@@ -82,6 +81,22 @@ class ZapHandler {
     if (verdict !== true) this.refused.set(domain, (this.refused.get(domain) ?? 0) + 1);
     const status = verdict === true ? ["200", "OK"] : ["400", verdict.slice(0, 200)];
     await socket.send([...envelope, "1.0", requestId ?? Buffer.alloc(0), ...status, "", ""]).catch(() => undefined);
+  }
+}
+
+/**
+ * A handler closed a moment ago may still hold the endpoint (zeromq closes sockets in the
+ * background): try again briefly rather than run without one.
+ */
+async function bindRetrying(socket: zmq.Router): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await socket.bind(ZAP_ENDPOINT);
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "EADDRINUSE" || attempt >= 200 || socket.closed) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 }
 

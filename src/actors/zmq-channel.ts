@@ -52,7 +52,11 @@ export interface ChannelOptions {
 
 function socketOptions(options: ChannelOptions): Record<string, unknown> {
   const out: Record<string, unknown> = { ...SOCKET_OPTIONS, maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_BYTES };
-  if (options.zapDomain !== undefined) out.zapDomain = options.zapDomain;
+  if (options.zapDomain !== undefined) {
+    out.zapDomain = options.zapDomain;
+    // Fail closed: without a ZAP handler, libzmq would let every peer in.
+    out.zapEnforceDomain = true;
+  }
   if (options.curveServerSecretKey !== undefined) {
     out.curveServer = true;
     out.curveSecretKey = options.curveServerSecretKey;

@@ -1,6 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readStat } from "../actors/proc.js";
 import { ProcessActor, type ProcessExit } from "../actors/process-actor.js";
 import { clientsOf, socketInodesOfGroup } from "../actors/socket-owner.js";
 import { zapHandler, type ZapRequest } from "../actors/zap.js";
@@ -169,7 +170,7 @@ export class SpawnTransport implements Transport {
       // IPC: "localhost:uid:gid:pid" from SO_PEERCRED.
       const [, uid, , pid] = request.address.split(":");
       if (Number(uid) !== process.getuid?.()) return `IPC peer of another user (uid ${uid})`;
-      return groupOf(Number(pid)) === pgid ? true : `IPC peer pid ${pid} is not in the worker's process group`;
+      return readStat(Number(pid))?.pgrp === pgid ? true : `IPC peer pid ${pid} is not in the worker's process group`;
     }
     const port = this.#port;
     if (port === undefined) return "not bound";
@@ -238,15 +239,6 @@ class PrivateChannel {
     this.#unregister = undefined;
     if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
     this.#dir = undefined;
-  }
-}
-
-function groupOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
-  } catch {
-    return undefined;
   }
 }
 
