@@ -11,6 +11,8 @@ import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 // Our Python v4 peer (written from the spec): calls one at a time, heartbeats only between them, like Python v4.
 const PY_V4_PEER = fileURLToPath(new URL("./peer/mf_peer.py", import.meta.url));
 const MATH = fixture("math-worker.mjs");
+const PY_LIB_WORKER = fixture("python-lib/interop_worker.py");
+const PY_LIB_SRC = fileURLToPath(new URL("../python/src", import.meta.url));
 const PYTHON = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
 const workers = workerTracker();
 
@@ -33,6 +35,17 @@ describe("default heartbeat settings", () => {
     expect(states.some((state) => state.startsWith("degraded"))).toBe(true);
     expect(states.filter((state) => state.startsWith("restarting"))).toEqual([]);
     expect(w.pid).toBe(pid);
+    expect(w.restartCount).toBe(0);
+  });
+
+  it("our Python library finishes a 30 s CPU-bound call: its I/O thread answers every heartbeat meanwhile", { timeout: 60_000 }, async () => {
+    const w = workers.spawn(PY_LIB_WORKER, PYTHON, { env: { PYTHONPATH: PY_LIB_SRC }, autoRestart: true });
+    await w.start();
+    const states: string[] = [];
+    w.on("state", (change) => states.push(`${change.to} (${change.reason})`));
+    expect(await w.call.withOptions({ timeout: 60_000 }).spin(30_000)).toBeDefined();
+    expect(states.filter((state) => state.startsWith("restarting"))).toEqual([]);
+    expect(w.lastHeartbeatRttMs).toBeLessThan(3000); // answered during the call, not only after it
     expect(w.restartCount).toBe(0);
   });
 
