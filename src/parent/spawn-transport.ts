@@ -215,8 +215,12 @@ export class SpawnTransport implements Transport {
     if (spawnError) {
       return new WorkerStartError(`Worker '${host.name}': cannot run '${this.#argv[0]}': ${spawnError.message}`, { cause: spawnError });
     }
-    const exited = new WorkerExitedError(host.name, exit.code, exit.signal, child.stderrTail);
-    return new WorkerStartError(`${exited.message.split("\n")[0]} before it was ready${tailText(child)}`, { cause: exited });
+    // The stderr tail is printed once, in this error's message: the cause states only how the
+    // child ended, and keeps the lines as data (`cause.stderrTail`, not enumerable, so
+    // `console.error(err)` does not list them again).
+    const exited = new WorkerExitedError(host.name, exit.code, exit.signal);
+    Object.defineProperty(exited, "stderrTail", { value: child.stderrTail, enumerable: false });
+    return new WorkerStartError(`${exited.message} before it was ready${tailText(child)}`, { cause: exited });
   }
 }
 
