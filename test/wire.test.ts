@@ -21,6 +21,15 @@ const plain = new Packr({ useRecords: false });
 const frame = (value: unknown): Buffer => plain.pack(value);
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
 
+function thrownBy(action: () => unknown): EncodeError {
+  try {
+    action();
+  } catch (error) {
+    return error as EncodeError;
+  }
+  throw new Error("expected an EncodeError, nothing was thrown");
+}
+
 describe("prepareForWire", () => {
   it("returns the same value when nothing needs changing", () => {
     const args = [1, "two", { three: [3, null, true] }, Buffer.from("x")];
@@ -68,10 +77,116 @@ describe("prepareForWire", () => {
     expect(prepareForWire(2n ** 64n - 1n, "x")).toBe(2n ** 64n - 1n);
   });
 
-  it("refuses circular structures instead of overflowing the stack", () => {
+  it("refuses circular structures instead of overflowing the stack, naming the first repeated path in a short message", () => {
     const loop: Record<string, unknown> = {};
     loop.self = loop;
-    expect(() => prepareForWire(loop, "args")).toThrow(/nesting deeper/);
+    const error = thrownBy(() => prepareForWire(loop, "args"));
+    expect(error).toBeInstanceOf(EncodeError);
+    expect(error.path).toBe("args.self");
+    expect(error.message).toBe("Cannot encode args.self: circular reference: the same object as args (circular structures cannot be sent)");
+
+    const node: { name: string; children: unknown[]; parent?: unknown } = { name: "root", children: [] };
+    const child = { name: "leaf", parent: node, list: [1, 2] };
+    node.children.push({ ok: true }, child);
+    const nested = thrownBy(() => prepareForWire([{ tree: node }], "args"));
+    expect(nested.path).toBe("args[0].tree.children[1].parent");
+    expect(nested.message).toContain("the same object as args[0].tree");
+    expect(nested.message.length).toBeLessThan(200);
+
+    // Through a Map and a Set too.
+    const map = new Map<string, unknown>();
+    map.set("me", [map]);
+    expect(thrownBy(() => prepareForWire(map, "x")).path).toBe("x.me[0]");
+    const set = new Set<unknown>();
+    set.add({ back: set });
+    expect(thrownBy(() => prepareForWire(set, "x")).path).toBe("x[0].back");
+  });
+
+  it("sends a shared (not circular) object as many times as it appears", () => {
+    const shared = { n: 1 };
+    expect(prepareForWire([shared, shared, { again: shared }], "args")).toEqual([{ n: 1 }, { n: 1 }, { again: { n: 1 } }]);
+  });
+
+  it("refuses nesting deeper than 512 levels with a short message", () => {
+    let deep: Record<string, unknown> = {};
+    const top = deep;
+    for (let i = 0; i < 600; i++) deep = (deep.a = {}) as Record<string, unknown>;
+    const error = thrownBy(() => prepareForWire(top, "args"));
+    expect(error.message).toMatch(/^Cannot encode args: nesting deeper than 512 levels \(at args\.a\.a/);
+    expect(error.message.length).toBeLessThan(200);
+  });
+
+  it("refuses values with no faithful wire form, naming the path", () => {
+    class Counter {
+      increment(): void {}
+    }
+    class WithAccessor {
+      get now(): number {
+        return 1;
+      }
+    }
+    const cases: [unknown, RegExp][] = [
+      [Promise.resolve(1), /a Promise cannot be sent \(a missing await\?\)/],
+      [{ then: undefined, ok: 1, p: { then: (): void => {} } }, /functions cannot be sent/],
+      [new WeakMap(), /a WeakMap cannot be sent/],
+      [new WeakSet(), /a WeakSet cannot be sent/],
+      [new WeakRef({}), /a WeakRef cannot be sent/],
+      [new Counter(), /an instance of Counter has methods and no data fields/],
+      [new WithAccessor(), /an instance of WithAccessor has methods and no data fields/],
+      [() => 1, /functions cannot be sent/],
+      [Symbol("s"), /symbols cannot be sent/],
+    ];
+    for (const [value, message] of cases) {
+      const error = thrownBy(() => prepareForWire([{ value }], "args"));
+      expect(error, String(message)).toBeInstanceOf(EncodeError);
+      expect(error.message).toMatch(message);
+      expect(error.path.startsWith("args[0].value")).toBe(true);
+    }
+    // A thenable class instance is a Promise as far as a caller is concerned.
+    class Lazy {
+      data = 1;
+      then(): void {}
+    }
+    expect(thrownBy(() => prepareForWire(new Lazy(), "result")).message).toMatch(/Promise/);
+  });
+
+  it("sends class instances with data as their own fields, and empty classes as {}", () => {
+    class Point {
+      constructor(
+        readonly x: number,
+        readonly y: number,
+      ) {}
+      norm(): number {
+        return Math.hypot(this.x, this.y);
+      }
+    }
+    const point = new Point(3, 4);
+    expect(prepareForWire(point, "x")).toBe(point);
+    expect(decodeFrame(encodeMessage(createResponse("i", prepareForWire(point, "result"))))).toMatchObject({ result: { x: 3, y: 4 } });
+    class Empty {}
+    expect(decodeFrame(encodeMessage(createResponse("i", prepareForWire(new Empty(), "result"))))).toMatchObject({ result: {} });
+  });
+
+  it("maps Error, RegExp and objects with toJSON() to one documented form each", () => {
+    const roundTrip = (value: unknown): unknown =>
+      (decodeFrame(encodeMessage(createResponse("i", prepareForWire(value, "result")))) as { result: unknown }).result;
+    const error = Object.assign(new TypeError("bad input", { cause: new Error("root") }), { code: "E_BAD" });
+    expect(roundTrip(error)).toEqual({ name: "TypeError", message: "bad input", code: "E_BAD", cause: { name: "Error", message: "root" } });
+    expect(roundTrip(new EncodeError("args", "x"))).toMatchObject({ name: "EncodeError", message: "Cannot encode args: x", code: "ERR_ENCODE", path: "args" });
+    expect(roundTrip(/ab+c/gi)).toBe("/ab+c/gi");
+    expect(roundTrip(new URL("https://example.com/a?b=1"))).toBe("https://example.com/a?b=1");
+    expect(roundTrip({ when: { toJSON: () => ({ big: 2 ** 40 }) } })).toEqual({ when: { big: 2 ** 40 } });
+  });
+
+  it("keeps the documented mappings of Date, Map, Set, typed arrays and BigInt", () => {
+    const roundTrip = (value: unknown): unknown =>
+      (decodeFrame(encodeMessage(createResponse("i", prepareForWire(value, "result")))) as { result: unknown }).result;
+    expect(roundTrip(new Date(1_700_000_000_123))).toEqual(new Date(1_700_000_000_123));
+    expect(roundTrip(new Map([["a", 1]]))).toEqual({ a: 1 });
+    expect(roundTrip(new Set([1, "b"]))).toEqual([1, "b"]);
+    expect(roundTrip(new Uint16Array([1, 256]))).toEqual(Buffer.from([1, 0, 0, 1]));
+    expect(roundTrip(12n)).toBe(12);
+    expect(roundTrip(2n ** 60n)).toBe(2n ** 60n);
   });
 
   it("sends typed arrays as bin holding their bytes", () => {
