@@ -19,6 +19,7 @@ import {
 import { FileRegistry, type RegistryBackend } from "../registry/index.js";
 import { CallClient, type CallClientStats } from "./call-client.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
+import { defaultInterpreter } from "./interpreter.js";
 import { resolveOptions, type ConnectOptions, type OutputStream, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
 import { ParentHandle } from "./parent-handle.js";
 import { ServiceTransport } from "./service-transport.js";
@@ -151,16 +152,17 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   /**
    * A worker that runs `executable script` (no shell). `executable` may hold several words
-   * (`"npx tsx"`) or be an argv array; `"node"` means this Node binary.
+   * (`"npx tsx"`) or be an argv array; `"node"` means this Node binary. Without one, the script's
+   * extension picks it (`.py` → `$MULTIFROST_PYTHON` or `python3`, `.js`/`.mjs`/`.cjs` → node; see interpreter.ts).
    */
-  static spawn(scriptPath: string, executable: string | readonly string[] = "node", options: SpawnOptions & SupervisedOptions = {}): ParentWorker {
+  static spawn(scriptPath: string, executable?: string | readonly string[], options: SpawnOptions & SupervisedOptions = {}): ParentWorker {
     if (typeof scriptPath !== "string" || scriptPath.trim() === "") {
       throw new InvalidArgumentError("spawn() needs a script path");
     }
-    if (typeof executable !== "string" && !(Array.isArray(executable) && executable.every((word) => typeof word === "string"))) {
+    if (executable !== undefined && typeof executable !== "string" && !(Array.isArray(executable) && executable.every((word) => typeof word === "string"))) {
       throw new InvalidArgumentError(`spawn(): executable must be a string or an array of strings, got ${JSON.stringify(executable)}`);
     }
-    const command = typeof executable === "string" ? splitCommandLine(executable) : [...executable];
+    const command = executable === undefined ? defaultInterpreter(scriptPath) : typeof executable === "string" ? splitCommandLine(executable) : [...executable];
     if (command.length === 0) throw new InvalidArgumentError("spawn() needs an executable");
     if (command[0] === "node") command[0] = process.execPath;
     const script = splitCommandLine(scriptPath);
