@@ -2,7 +2,7 @@
 // builds), and the packed tarball installed into a fresh project, loaded with `import` and `require`.
 // No network: dependencies come from this repository's node_modules (see installTarball).
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,6 +58,17 @@ describe("the npm package", () => {
     }
     const forbidden = paths.filter((path) => FORBIDDEN.some((pattern) => pattern.test(path)));
     expect(forbidden).toEqual([]);
+  });
+
+  it("ships docs that stand on their own: no files outside the repository, no issue numbers or roadmap steps", () => {
+    const docs = ["README.md", ...readdirSync(join(root, "docs")).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)];
+    const outside = /DESIGN\.md|UPSTREAM-V4|protocol-v4\.txt|shared docs|\bissues? #?\d|\broadmap\b|§/i;
+    const found = docs.flatMap((doc) =>
+      readFileSync(join(root, doc), "utf8")
+        .split("\n")
+        .flatMap((line, i) => (outside.test(line) ? [`${doc}:${i + 1}: ${line.trim().slice(0, 120)}`] : [])),
+    );
+    expect(found).toEqual([]);
   });
 
   it("LICENSE matches package.json's license", () => {
