@@ -1,12 +1,20 @@
 import { callableNames } from "./actors/callable-names.js";
-import { DISPATCHER_DEFAULTS, Dispatcher, type Handler } from "./actors/dispatcher.js";
+import { Dispatcher, type Handler } from "./actors/dispatcher.js";
 import { OutputCapture } from "./actors/output-capture.js";
 import { PeerTable } from "./actors/peer-table.js";
-import { curveServerPolicy, resolveServiceCurve, type ServiceCurveOptions } from "./actors/curve.js";
+import { curveServerPolicy } from "./actors/curve.js";
 import { zapHandler } from "./actors/zap.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
-import { InvalidArgumentError } from "./errors.js";
-import { FileRegistry, type RegistryBackend } from "./registry/index.js";
+import { INVALID_CALL_REASONS, invalidCallText } from "./child/invalid-call.js";
+import {
+  resolveChildOptions,
+  resolveConnectSettings,
+  type ChildWorkerOptions,
+  type ConnectSettings,
+  type ResolvedChildOptions,
+} from "./child/options.js";
+import { OutputForwarder } from "./child/output-forwarder.js";
+import { ParentWatch } from "./child/parent-watch.js";
 import {
   DEFAULT_NAMESPACE,
   ENV_ENDPOINT,
@@ -16,7 +24,6 @@ import {
   RejectedFrame,
   createError,
   createHeartbeatReply,
-  createOutput,
   nextMessageId,
   encodeMessage,
   parseFrame,
@@ -24,79 +31,7 @@ import {
   type RejectReason,
 } from "./wire/index.js";
 
-export interface ChildWorkerOptions {
-  /** Connect mode: the service id to register; the worker binds and parents connect to it. */
-  serviceId?: string;
-  /** Connect mode: where to register. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
-  registry?: RegistryBackend;
-  /** Connect mode: shorthand for `registry: new FileRegistry({ dir })`. */
-  registryDir?: string;
-  /** Connect mode: the interface to bind. Default 127.0.0.1; anything else needs `curve` or `insecure: true`. */
-  host?: string;
-  /**
-   * Connect mode: serve over CURVE — the service's key pair and, optionally, the client public keys
-   * it admits (any CURVE client otherwise) — or the name of a key pair in the keys directory
-   * (`$MULTIFROST_KEYS_DIR` or ~/.multifrost/keys; its `authorized_keys` lists admitted clients).
-   * The public key is published in the registry entry (`publicKey`).
-   */
-  curve?: ServiceCurveOptions | string;
-  /** Connect mode: allow a non-loopback `host` without CURVE. Default false. */
-  insecure?: boolean;
-  /** Calls that run at once; async handlers overlap up to this bound. Default 64. */
-  concurrency?: number;
-  /** How long `stop()` lets running calls finish before closing. Default 5000 ms. */
-  shutdownGraceMs?: number;
-  /**
-   * After a `shutdown` message, SIGTERM, SIGINT or the parent's death, exit the process if it
-   * has not exited by itself this long after `run()` resolved. Default 1000 ms; `false` never exits.
-   */
-  exitAfterStopMs?: number | false;
-  /**
-   * Spawn mode: stop (as when the parent dies) once the connection to the parent has been down
-   * this long, and exit after `exitAfterStopMs`. It catches a parent that died behind a wrapper
-   * (`/bin/sh -c`, npx), which leaves our ppid unchanged. Counted only after a first connection;
-   * a reconnection within the grace cancels it. `false`: watch the ppid only.
-   * @default 2000
-   */
-  orphanGraceMs?: number | false;
-  /** Process-wide SIGTERM/SIGINT handling by `run()`. Default true. */
-  handleSignals?: boolean;
-  /**
-   * Send what this process prints (`console.*`, `process.stdout/stderr.write`) to the connected
-   * parents as stdout/stderr messages, one per line. Default true.
-   */
-  forwardOutput?: boolean;
-  /**
-   * Obey a `shutdown` message. A refused one is counted (`rejected["shutdown-refused"]`) and
-   * logged once on this process's stderr.
-   * @default true when spawned (COMLINK_ZMQ_PORT set), false for a connect-mode service
-   */
-  acceptShutdown?: boolean;
-  /**
-   * Calls that may wait for a slot beyond the `concurrency` running ones; a call beyond it gets
-   * an `error` reply `"BusyError: …"` at once.
-   * @default 10_000
-   */
-  maxQueuedCalls?: number;
-  /**
-   * Arguments a call may pass; more get an `error` reply `"InvalidArgumentError: …"` (a handler
-   * receives its arguments on the stack, which holds about 120,000).
-   * @default 65_536
-   */
-  maxArgs?: number;
-  /**
-   * Forwarded output waiting in the send queue beyond this many bytes (parents not reading fast
-   * enough) is dropped until the queue has drained, then one line says how many lines were lost.
-   * @default 8 MiB
-   */
-  maxOutputBacklogBytes?: number;
-  /**
-   * Bytes this process's own stdout/stderr may hold unwritten (a pipe nobody reads) before
-   * printed lines are dropped, counted and reported by one line once it drains.
-   * @default 1 MiB
-   */
-  maxPendingOutputBytes?: number;
-}
+export type { ChildWorkerOptions } from "./child/options.js";
 
 export interface ChildWorkerStats {
   callsReceived: number;
@@ -114,17 +49,7 @@ export interface ChildWorkerStats {
   callsRefusedArgs: number;
 }
 
-/** Connect mode: the name to register, where, and the interface to bind. */
-interface ConnectSettings {
-  serviceId: string;
-  registry: RegistryBackend;
-  host: string;
-  curve: ServiceCurveOptions | undefined;
-}
-
 type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
-
-const PARENT_WATCH_MS = 1000;
 
 /**
  * Base class for workers written in TypeScript/JavaScript. Subclass it, add methods, call
@@ -135,21 +60,7 @@ export abstract class ChildWorker {
   protected namespace: string = DEFAULT_NAMESPACE;
   protected readonly serviceId: string | undefined;
 
-  readonly #options: Required<
-    Pick<
-      ChildWorkerOptions,
-      | "concurrency"
-      | "shutdownGraceMs"
-      | "exitAfterStopMs"
-      | "orphanGraceMs"
-      | "handleSignals"
-      | "forwardOutput"
-      | "maxQueuedCalls"
-      | "maxArgs"
-      | "maxOutputBacklogBytes"
-      | "maxPendingOutputBytes"
-    >
-  > & { acceptShutdown: boolean | undefined };
+  readonly #options: ResolvedChildOptions;
   readonly #peers = new PeerTable();
   #capture: OutputCapture | undefined;
   /** Lines the capture dropped locally, kept once it is uninstalled. */
@@ -166,17 +77,12 @@ export abstract class ChildWorker {
   #stopping: Promise<void> | undefined;
   #resolveRun: (() => void) | undefined;
   #signalHandler: ((signal: NodeJS.Signals) => void) | undefined;
-  #parentWatch: NodeJS.Timeout | undefined;
-  #orphanTimer: NodeJS.Timeout | undefined;
+  /** Spawn mode: notices a parent that died without stopping us. */
+  #parentWatch: ParentWatch | undefined;
+  #forwarder: OutputForwarder | undefined;
   /** Resolved in `run()`: the option, or true when spawned and false for a service. */
   #acceptShutdown = false;
   #shutdownRefusalLogged = false;
-  /** Output bytes queued since the send queue was last seen empty (an upper bound of what waits). */
-  #outputBacklogBytes = 0;
-  /** Forwarded output is being dropped until the send queue drains. */
-  #outputHeld = false;
-  #outputDropped = 0;
-  #outputUnreported = 0;
   readonly #stats: ChildWorkerStats = {
     callsReceived: 0,
     heartbeatsAnswered: 0,
@@ -191,28 +97,8 @@ export abstract class ChildWorker {
   constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
     const options = typeof serviceIdOrOptions === "string" ? { serviceId: serviceIdOrOptions } : serviceIdOrOptions ?? {};
     this.serviceId = options.serviceId;
-    this.#options = {
-      concurrency: options.concurrency ?? 64,
-      shutdownGraceMs: options.shutdownGraceMs ?? 5000,
-      exitAfterStopMs: options.exitAfterStopMs ?? 1000,
-      orphanGraceMs: checkOrphanGrace(options.orphanGraceMs ?? 2000),
-      handleSignals: options.handleSignals ?? true,
-      forwardOutput: options.forwardOutput ?? true,
-      acceptShutdown: options.acceptShutdown,
-      maxQueuedCalls: checkCount(options.maxQueuedCalls ?? DISPATCHER_DEFAULTS.maxQueued, "maxQueuedCalls", 0),
-      maxArgs: checkCount(options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs, "maxArgs", 0),
-      maxOutputBacklogBytes: checkCount(options.maxOutputBacklogBytes ?? 8 * 1024 * 1024, "maxOutputBacklogBytes", 0),
-      maxPendingOutputBytes: checkCount(options.maxPendingOutputBytes ?? 1024 * 1024, "maxPendingOutputBytes", 0),
-    };
-    this.#connect =
-      options.serviceId === undefined
-        ? undefined
-        : {
-            serviceId: options.serviceId,
-            registry: options.registry ?? new FileRegistry({ dir: options.registryDir }),
-            host: options.host ?? "127.0.0.1",
-            curve: resolveServiceCurve(options.curve, options.host ?? "127.0.0.1", options.insecure ?? false),
-          };
+    this.#options = resolveChildOptions(options);
+    this.#connect = resolveConnectSettings(options);
   }
 
   /** The names a parent may call. */
@@ -222,7 +108,7 @@ export abstract class ChildWorker {
 
   get stats(): Readonly<ChildWorkerStats> {
     const stats = this.#stats;
-    stats.linesDropped = this.#outputDropped + (this.#capture?.linesDropped ?? this.#localDropped);
+    stats.linesDropped = (this.#forwarder?.dropped ?? 0) + (this.#capture?.linesDropped ?? this.#localDropped);
     stats.callsRefusedBusy = this.#dispatcher?.refusedBusy ?? 0;
     stats.callsRefusedArgs = this.#dispatcher?.refusedArgs ?? 0;
     return stats;
@@ -282,9 +168,11 @@ export abstract class ChildWorker {
     // Before registering: a SIGTERM right after the entry appears must stop us cleanly.
     this.#installSignalHandlers();
     if (endpoint !== undefined) {
-      this.#watchParentConnection(channel);
+      const watch = new ParentWatch(() => void this.#stop("parent-gone"), this.#options.orphanGraceMs);
+      this.#parentWatch = watch;
+      watch.watchConnection(channel);
       channel.connect(endpoint);
-      this.#watchParent();
+      watch.watchPpid();
     } else {
       this.#registering = this.#bindAndRegister(channel, this.#connect!);
       await this.#registering;
@@ -298,7 +186,9 @@ export abstract class ChildWorker {
       },
     );
     if (this.#options.forwardOutput) {
-      this.#capture = new OutputCapture((stream, line) => this.#forwardLine(stream, line), {
+      const forwarder = new OutputForwarder(channel, this.#peers, this.#stats, this.#options.maxOutputBacklogBytes);
+      this.#forwarder = forwarder;
+      this.#capture = new OutputCapture((stream, line) => forwarder.forwardLine(stream, line), {
         maxPendingBytes: this.#options.maxPendingOutputBytes,
       });
       this.#capture.install();
@@ -383,52 +273,6 @@ export abstract class ChildWorker {
     }
   }
 
-  /**
-   * Sends one printed line to every parent that called or pinged; false when there is none yet
-   * (the line is then printed here). A line the parents cannot take fast enough is dropped.
-   */
-  #forwardLine(stream: "stdout" | "stderr", line: string): boolean {
-    const channel = this.#channel;
-    if (channel === undefined || channel.closed || this.#peers.size === 0) return false;
-    if (this.#outputHeld) {
-      this.#outputDropped++;
-      this.#outputUnreported++;
-      return true;
-    }
-    if (channel.sendBacklog === 0) this.#outputBacklogBytes = 0;
-    const payload = encodeMessage(createOutput(nextMessageId(), stream, line));
-    // Each queued message also costs its frame array and Buffer objects: about 200 bytes more.
-    const bytes = (payload.length + 200) * this.#peers.size;
-    if (this.#outputBacklogBytes + bytes > this.#options.maxOutputBacklogBytes && channel.sendBacklog > 0) {
-      this.#holdOutput(channel);
-      this.#outputDropped++;
-      this.#outputUnreported++;
-      return true;
-    }
-    this.#outputBacklogBytes += bytes;
-    this.#sendOutput(channel, payload);
-    return true;
-  }
-
-  #sendOutput(channel: RouterChannel, payload: Buffer): void {
-    for (const [peer, envelope] of this.#peers.entries()) channel.send(envelope, payload, peer);
-    this.#stats.linesForwarded++;
-  }
-
-  /** Drops forwarded lines until the send queue has drained, then says how many were lost. */
-  #holdOutput(channel: RouterChannel): void {
-    this.#outputHeld = true;
-    void channel.drained().then(() => {
-      this.#outputHeld = false;
-      this.#outputBacklogBytes = 0;
-      const lost = this.#outputUnreported;
-      this.#outputUnreported = 0;
-      if (lost === 0 || channel.closed || this.#peers.size === 0) return;
-      const text = `[multifrost] ${lost} output line${lost === 1 ? "" : "s"} dropped: the parents did not read them fast enough`;
-      this.#sendOutput(channel, encodeMessage(createOutput(nextMessageId(), "stderr", text)));
-    });
-  }
-
   /** Prints on this process's own stream, never forwarded. */
   #printLocally(stream: "stdout" | "stderr", text: string): void {
     if (this.#capture) this.#capture.printLocally(stream, text);
@@ -447,8 +291,7 @@ export abstract class ChildWorker {
   async #shutdown(reason: StopReason): Promise<void> {
     // Signal handlers stay until the end: removing ours while a SIGTERM is being dispatched
     // would leave signal-exit (loaded by proper-lockfile) alone, and it re-raises the signal.
-    if (this.#parentWatch) clearInterval(this.#parentWatch);
-    clearTimeout(this.#orphanTimer);
+    this.#parentWatch?.stop();
     const channel = this.#channel;
     if (this.#dispatcher && reason !== "parent-gone") {
       await withTimeout(this.#dispatcher.idle(), this.#options.shutdownGraceMs);
@@ -497,68 +340,6 @@ export abstract class ChildWorker {
     process.off("SIGTERM", this.#signalHandler);
     process.off("SIGINT", this.#signalHandler);
     this.#signalHandler = undefined;
-  }
-
-  /** In spawn mode, a parent that died without stopping us must not leave us running. */
-  #watchParent(): void {
-    const parentPid = process.ppid;
-    this.#parentWatch = setInterval(() => {
-      if (process.ppid !== parentPid) void this.#stop("parent-gone");
-    }, PARENT_WATCH_MS);
-    this.#parentWatch.unref();
-  }
-
-  /**
-   * In spawn mode, a parent behind a wrapper can die without changing our ppid; its connection
-   * dropping tells. Only a connection that once was counts, so a slow parent is not mistaken for
-   * a dead one.
-   */
-  #watchParentConnection(channel: RouterChannel): void {
-    const graceMs = this.#options.orphanGraceMs;
-    if (graceMs === false) return;
-    let connected = false;
-    channel.watchConnection(
-      () => {
-        connected = true;
-        clearTimeout(this.#orphanTimer);
-        this.#orphanTimer = undefined;
-      },
-      () => {
-        if (!connected || this.#orphanTimer !== undefined || this.#stopping) return;
-        this.#orphanTimer = setTimeout(() => void this.#stop("parent-gone"), graceMs);
-        this.#orphanTimer.unref();
-      },
-    );
-  }
-}
-
-function checkCount(value: number, name: string, min: number): number {
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${String(value)}`);
-  }
-  return value;
-}
-
-function checkOrphanGrace(value: number | false): number | false {
-  if (value !== false && !(typeof value === "number" && Number.isFinite(value) && value >= 0)) {
-    throw new InvalidArgumentError(`orphanGraceMs must be a non-negative number of milliseconds or false, got ${String(value)}`);
-  }
-  return value;
-}
-
-/** Calls refused for a malformed field; the rest of the rejected frames are dropped silently. */
-const INVALID_CALL_REASONS: ReadonlySet<RejectReason> = new Set(["missing-function", "bad-args", "bad-namespace"]);
-
-function invalidCallText(reason: RejectReason): string {
-  switch (reason) {
-    case "missing-function":
-      return "InvalidMessageError: Message missing 'function' field";
-    case "bad-args":
-      return "InvalidMessageError: 'args' must be an array";
-    case "bad-namespace":
-      return "InvalidMessageError: 'namespace' must be a string";
-    default:
-      return `InvalidMessageError: invalid call (${reason})`;
   }
 }
 

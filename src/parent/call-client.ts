@@ -26,13 +26,14 @@ import {
 } from "../wire/index.js";
 import type { CallOptions } from "./call-proxy.js";
 import { checkRetries, isValidTimeout, type OutputStream, type ResolvedOptions } from "./options.js";
+import { RestartBuffer } from "./restart-buffer.js";
 
 /**
  * The parent's calls to one worker (DESIGN §3, §4): the pending-call table, the buffer of calls
- * waiting for the worker to be (back) up, idempotent retries, the half-open probe, and the
- * failure window of the circuit breaker. It sends through whichever channel is attached and
- * tells the connection machine only thresholds (a trip, a counted failure, a probe's outcome),
- * never individual calls.
+ * waiting for the worker to be (back) up and idempotent retries (RestartBuffer), the half-open
+ * probe, and the failure window of the circuit breaker. It sends through whichever channel is
+ * attached and tells the connection machine only thresholds (a trip, a counted failure, a probe's
+ * outcome), never individual calls.
  */
 
 export interface CallClientStats {
@@ -80,21 +81,6 @@ const GATES: Record<ConnectionState, Gate> = {
   failed: Gate.Closed,
 };
 
-/** A call whose bytes wait for the worker to be (back) up. */
-interface BufferedCall {
-  id: string;
-  bytes: Buffer;
-}
-
-/** An idempotent call's recipe, kept while it is in flight so it can be re-sent under a new id. */
-interface RetryableCall {
-  functionName: string;
-  args: unknown[];
-  namespace: string;
-  clientName: string | undefined;
-  retriesLeft: number;
-}
-
 export class CallClient {
   readonly #host: CallClientHost;
   readonly #settings: ResolvedOptions;
@@ -104,10 +90,7 @@ export class CallClient {
   readonly #stats: CallClientStats = { callsSent: 0, unmatchedReplies: 0, rejected: {}, retries: 0 };
   readonly #window: FailureWindow | undefined;
   readonly #heartbeatIds = new Set<string>();
-  readonly #retryable = new Map<string, RetryableCall>();
-  /** Re-registered calls (retried or re-buffered) by id → the timeout their caller gave. */
-  readonly #requestedTimeouts = new Map<string, number>();
-  #buffer: BufferedCall[] = [];
+  readonly #buffer: RestartBuffer;
   #gate: Gate = Gate.Closed;
   #state: ConnectionState = "idle";
   #probeId: string | undefined;
@@ -123,6 +106,7 @@ export class CallClient {
     this.#clientName = clientName;
     this.#window = settings.circuit && new FailureWindow(settings.circuit.window);
     this.#calls = new CallTable((call) => this.#timeoutError(call));
+    this.#buffer = new RestartBuffer(this.#calls, this.#heartbeatIds, this.#stats);
   }
 
   get stats(): Readonly<CallClientStats> {
@@ -136,7 +120,7 @@ export class CallClient {
 
   /** Calls waiting for the worker to come (back) up. */
   get buffered(): number {
-    this.#pruneBuffer();
+    this.#buffer.prune();
     return this.#buffer.length;
   }
 
@@ -190,7 +174,7 @@ export class CallClient {
       return Promise.reject(new InvalidArgumentError(`timeout must be a positive number of ms or Infinity, got ${String(timeout)}`));
     }
     if (gate === Gate.Buffer && this.#buffer.length >= this.#settings.maxBufferedCalls) {
-      this.#pruneBuffer(); // calls that timed out while waiting no longer hold a place
+      this.#buffer.prune(); // calls that timed out while waiting no longer hold a place
       if (this.#buffer.length >= this.#settings.maxBufferedCalls) {
         return Promise.reject(
           new WorkerUnavailableError(this.#host.name, `is ${this.#state} and ${this.#buffer.length} calls already wait for it (maxBufferedCalls)`),
@@ -219,9 +203,9 @@ export class CallClient {
       return Promise.reject(error);
     }
     const promise = this.#calls.register(id, functionName, timeoutMs, ns);
-    if (retries > 0) this.#keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, retriesLeft: retries });
+    if (retries > 0) this.#buffer.keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, retriesLeft: retries });
     if (gate === Gate.Buffer) {
-      this.#buffer.push({ id, bytes });
+      this.#buffer.push(id, bytes);
       return promise;
     }
     if (gate === Gate.HalfOpen) this.#sendProbe(id, promise);
@@ -247,12 +231,6 @@ export class CallClient {
     const rtt = performance.now() - sentAt;
     this.#lastRttMs = rtt;
     return rtt;
-  }
-
-  #keepRecipe(id: string, promise: Promise<unknown>, recipe: RetryableCall): void {
-    this.#retryable.set(id, recipe);
-    const forget = () => this.#retryable.delete(id);
-    void promise.then(forget, forget);
   }
 
   /** The one call a half-open circuit lets through: its outcome closes or re-opens the circuit. */
@@ -358,10 +336,9 @@ export class CallClient {
     this.#gate = GATES[to];
     if (LIVE.has(to) && !LIVE.has(from)) {
       this.#window?.reset();
-      this.#flushBuffer();
+      this.#buffer.flush(this.#channel);
     } else if (to === "failed" || to === "stopped") {
-      this.#buffer = [];
-      this.#retryable.clear();
+      this.#buffer.clear();
       this.#calls.rejectAll(() => this.#host.notRunningError());
     }
     if (to === "circuit-open" || to === "half-open") this.#probeId = undefined;
@@ -378,18 +355,7 @@ export class CallClient {
     const channel = lost ?? this.#channel;
     this.rescueUnsent(channel);
     if (this.#channel === channel) this.#channel = undefined;
-    const waiting = new Set(this.#buffer.map((call) => call.id));
-    // A snapshot: #requeue adds entries, which a live Map iteration would visit (and retry) again.
-    for (const [id, recipe] of [...this.#retryable]) {
-      if (recipe.retriesLeft <= 0 || waiting.has(id)) continue;
-      const call = this.#calls.take(id);
-      this.#retryable.delete(id);
-      if (call !== undefined) this.#requeue(call, recipe);
-    }
-    // Calls waiting in the buffer (requeued ones included) were never sent: only the sent ones fail.
-    const kept = this.#buffer.map((call) => this.#calls.take(call.id)).filter((call) => call !== undefined);
-    this.#calls.rejectAll(() => error);
-    for (const call of kept) this.#rebuffer(call);
+    this.#buffer.cutOff(error);
   }
 
   /**
@@ -397,80 +363,7 @@ export class CallClient {
    * front of the buffer: they never reached the worker and will go to the next connection.
    */
   rescueUnsent(channel: DealerChannel | undefined = this.#channel): void {
-    if (channel === undefined) return;
-    const [items, tags] = channel.takeUnsent();
-    const unsent: BufferedCall[] = [];
-    for (let i = 0; i < items.length; i++) {
-      const id = tags[i];
-      if (id !== undefined && !this.#heartbeatIds.has(id) && this.#calls.has(id)) unsent.push({ id, bytes: items[i]! });
-    }
-    // Unsent calls go first: they were made before anything buffered since.
-    if (unsent.length > 0) this.#buffer = [...unsent, ...this.#buffer];
-  }
-
-  #flushBuffer(): void {
-    const buffered = this.#buffer;
-    this.#buffer = [];
-    const channel = this.#channel;
-    if (channel === undefined) return;
-    for (const call of buffered) {
-      if (!this.#calls.has(call.id)) continue; // timed out while waiting
-      this.#stats.callsSent++;
-      channel.send(call.bytes, call.id);
-    }
-  }
-
-  #pruneBuffer(): void {
-    this.#buffer = this.#buffer.filter((call) => this.#calls.has(call.id));
-  }
-
-  #requeue(call: PendingCall, recipe: RetryableCall): void {
-    const remaining = call.timeoutMs === Infinity ? Infinity : call.deadline - Date.now();
-    if (remaining <= 0) {
-      call.reject(new CallTimeoutError(call.functionName, this.#requestedTimeout(call)));
-      return;
-    }
-    const id = nextMessageId();
-    const bytes = encodeMessage(createCall(id, recipe.functionName, recipe.args, recipe.namespace, recipe.clientName));
-    this.#retryable.set(id, { ...recipe, retriesLeft: recipe.retriesLeft - 1 });
-    this.#reregister(call, id, remaining, () => this.#retryable.delete(id));
-    this.#stats.retries++;
-    this.#buffer.push({ id, bytes });
-  }
-
-  /** Puts a never-sent call back in the table (same id) after a rejectAll. */
-  #rebuffer(call: PendingCall): void {
-    const remaining = call.timeoutMs === Infinity ? Infinity : Math.max(1, call.deadline - Date.now());
-    this.#reregister(call, call.id, remaining);
-  }
-
-  /**
-   * Registers a taken call again under `id` with `remaining` ms; its outcome settles the original
-   * caller. The caller's own timeout is remembered so a timeout error still reports it.
-   */
-  #reregister(call: PendingCall, id: string, remaining: number, onSettled?: () => void): void {
-    const requested = this.#requestedTimeout(call);
-    this.#requestedTimeouts.delete(call.id);
-    this.#requestedTimeouts.set(id, requested);
-    const settled = () => {
-      this.#requestedTimeouts.delete(id);
-      onSettled?.();
-    };
-    this.#calls.register(id, call.functionName, remaining, call.namespace).then(
-      (value) => {
-        settled();
-        call.resolve(value);
-      },
-      (error: unknown) => {
-        settled();
-        call.reject(error);
-      },
-    );
-  }
-
-  /** The timeout the caller asked for (a re-registered call's table entry holds only what was left of it). */
-  #requestedTimeout(call: PendingCall): number {
-    return this.#requestedTimeouts.get(call.id) ?? call.timeoutMs;
+    this.#buffer.rescueUnsent(channel);
   }
 
   #circuitOpenError(): CircuitOpenError {
@@ -483,6 +376,6 @@ export class CallClient {
     this.#recordFailure(`'${call.functionName}' timed out`);
     // A worker in another namespace ignores the call silently: say so when the namespace is not the default.
     const hint = call.namespace === DEFAULT_NAMESPACE ? undefined : `namespace '${call.namespace}': a worker in another namespace ignores the call`;
-    return new CallTimeoutError(call.functionName, this.#requestedTimeout(call), hint);
+    return new CallTimeoutError(call.functionName, this.#buffer.requestedTimeout(call), hint);
   }
 }

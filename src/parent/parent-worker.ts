@@ -1,40 +1,24 @@
 import { EventEmitter } from "node:events";
 import { basename } from "node:path";
-import { createActor, fromPromise, type Actor } from "xstate";
-import { stdioWriter } from "../actors/bounded-writer.js";
+import type { Actor } from "xstate";
 import { splitCommandLine } from "../actors/command-line.js";
 import type { ProcessExit } from "../actors/process-actor.js";
-import { StateWaiters } from "../actors/state-waiters.js";
-import type { DealerChannel } from "../actors/zmq-channel.js";
-import { InvalidArgumentError, WorkerExitedError, WorkerNotRunningError, WorkerStartError } from "../errors.js";
-import {
-  connectionMachine,
-  connectionStateOf,
-  LIVE_STATES as LIVE,
-  type CloseInput,
-  type ConnectionEvent,
-  type ConnectionInput,
-  type ConnectionState,
-} from "../machines/connection.js";
+import { InvalidArgumentError } from "../errors.js";
+import { connectionMachine, LIVE_STATES as LIVE, type ConnectionState } from "../machines/connection.js";
 import { FileRegistry, type RegistryBackend } from "../registry/index.js";
 import { CallClient, type CallClientStats } from "./call-client.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
 import { defaultInterpreter } from "./interpreter.js";
-import { resolveOptions, type ConnectOptions, type OutputStream, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
+import { connectionInputOf } from "./connection-input.js";
+import { resolveOptions, type ConnectOptions, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
+import { OutputPrinter } from "./output-printer.js";
 import { ParentHandle } from "./parent-handle.js";
 import { ServiceTransport } from "./service-transport.js";
 import { SpawnTransport } from "./spawn-transport.js";
 import type { Transport, TransportHost } from "./transport.js";
+import { WorkerLifecycle, type StateChange } from "./worker-lifecycle.js";
 
-export interface StateChange {
-  from: ConnectionState;
-  to: ConnectionState;
-  reason: string;
-  /** Caused by an order through the API (`restart()`, a supervisor holding a sibling), not by a down. */
-  ordered?: boolean;
-  /** `Date.now()` when it happened. */
-  at: number;
-}
+export type { StateChange } from "./worker-lifecycle.js";
 
 export interface ParentWorkerEvents {
   stdout: [line: string];
@@ -54,8 +38,8 @@ export interface SupervisedOptions {
 /**
  * The parent's view of one worker (a façade): starts it, calls its functions, watches it
  * (heartbeats, circuit breaker), restarts or reconnects it, stops it. Its lifecycle is an XState
- * connection machine (`state`, the `state` event); calls go through the CallClient and never
- * through the machine; the Transport spawns or finds the worker.
+ * connection machine (`state`, the `state` event) that the WorkerLifecycle drives; calls go
+ * through the CallClient and never through the machine; the Transport spawns or finds the worker.
  */
 export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   readonly name: string;
@@ -71,22 +55,11 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** `worker.call.<fn>()` — the same proxy a handle offers. */
   readonly call: CallProxy<DynamicFunctions>;
 
-  readonly #options: ParentOptions;
   readonly #supervised: boolean;
   readonly #client: CallClient;
   readonly #transport: Transport;
-  readonly #machine: Actor<typeof connectionMachine>;
-  readonly #waiters = new StateWaiters<ConnectionState>();
-  #state: ConnectionState = "idle";
-  #startError: Error | undefined;
-  /** Why the last connection was lost; what calls refused while `failed` report. */
-  #lostError: Error | undefined;
-  #stopping: Promise<void> | undefined;
-  #starting: Promise<void> | undefined;
-  /** Set while an API order is being told to the machine (see #order). */
-  #ordered = false;
-  /** An ordered restart's reason: calls still in flight when its close ends are cut off then. */
-  #cutAfterClose: string | undefined;
+  readonly #lifecycle: WorkerLifecycle;
+  readonly #printer: OutputPrinter;
 
   private constructor(
     target: { kind: "spawn"; scriptPath: string; argv: readonly string[] } | { kind: "connect"; serviceId: string; registry: RegistryBackend },
@@ -96,17 +69,17 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.scriptPath = target.kind === "spawn" ? target.scriptPath : "";
     this.argv = target.kind === "spawn" ? target.argv : [];
     this.serviceId = target.kind === "connect" ? target.serviceId : undefined;
-    this.#options = options;
     this.#supervised = options.supervised ?? false;
     this.name = options.name ?? (target.kind === "spawn" ? basename(target.scriptPath) : target.serviceId);
     this.settings = resolveOptions(options);
     this.autoRestart = options.autoRestart ?? target.kind === "connect";
+    this.#printer = new OutputPrinter(this.name, (stream, line) => this.emit(stream, line), options);
     this.#client = new CallClient(
       {
         name: this.name,
-        tell: (event) => this.#tell(event),
-        output: (stream, line) => this.#output(stream, line),
-        notRunningError: () => this.#notRunningError(),
+        tell: (event) => this.#lifecycle.tell(event),
+        output: (stream, line) => this.#printer.output(stream, line),
+        notRunningError: () => this.#lifecycle.notRunningError(),
         stateReason: () => this.stateReason,
       },
       this.settings,
@@ -118,36 +91,27 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       settings: this.settings,
       client: this.#client,
       supervised: this.#supervised,
-      isLive: () => LIVE.has(this.#state),
-      lost: (channel, error, reason, normal) => this.#lost(channel, error, reason, normal),
-      output: (stream, line) => this.#output(stream, line),
+      isLive: () => LIVE.has(this.#lifecycle.state),
+      lost: (channel, error, reason, normal) => this.#lifecycle.lost(channel, error, reason, normal),
+      output: (stream, line) => this.#printer.output(stream, line),
       exited: (exit) => this.emit("exit", exit),
     };
     this.#transport =
       target.kind === "spawn" ? new SpawnTransport(host, target.argv, options) : new ServiceTransport(host, target.serviceId, target.registry, options.curve);
     this.call = createCallProxy((fn, args, callOptions) => this.invoke(fn, args, callOptions));
 
-    const machine = connectionMachine.provide({
-      actors: {
-        open: fromPromise<void, { attempt: number }>(({ signal }) => this.#open(signal)),
-        ping: fromPromise<number, { timeoutMs: number }>(({ input }) => this.#client.ping(input.timeoutMs)),
-        close: fromPromise<void, CloseInput>(({ input }) => this.#close(input)),
+    this.#lifecycle = new WorkerLifecycle(
+      {
+        name: this.name,
+        client: this.#client,
+        transport: this.#transport,
+        supervised: this.#supervised,
+        heartbeatTimeoutMs: this.settings.heartbeatTimeoutMs,
+        changed: (change) => this.emit("state", change),
       },
-      guards: {
-        workerBusy: () => this.#client.busy(this.settings.heartbeatTimeoutMs),
-        workerStopped: () => this.#transport.isStopped(),
-      },
-    });
-    this.#machine = createActor(machine, {
-      input: this.#machineInput(target.kind, this.#supervised),
-      inspect: options.parentActor ? undefined : options.inspect,
-      parent: options.parentActor,
-    });
-    this.#machine.subscribe((snapshot) => {
-      const to = connectionStateOf(snapshot);
-      if (to !== this.#state) this.#onStateChange(this.#state, to, snapshot.context.reason);
-    });
-    this.#machine.start();
+      connectionInputOf(this.settings, target.kind, this.autoRestart, this.#supervised),
+      { inspect: options.parentActor ? undefined : options.inspect, parent: options.parentActor },
+    );
   }
 
   /**
@@ -197,17 +161,17 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   }
 
   get state(): ConnectionState {
-    return this.#state;
+    return this.#lifecycle.state;
   }
 
   /** Why the connection entered its current state (e.g. "exit 137", "heartbeat missed (1 in a row)"). */
   get stateReason(): string {
-    return this.#machine.getSnapshot().context.reason;
+    return this.#lifecycle.reason;
   }
 
   /** The connection machine's actor (to subscribe, or to hand to tooling). */
   get actor(): Actor<typeof connectionMachine> {
-    return this.#machine;
+    return this.#lifecycle.actor;
   }
 
   /** The pid of the current (or last) child process (spawn mode). */
@@ -246,22 +210,24 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   /** v4: connected and the circuit closed. */
   get isHealthy(): boolean {
-    return this.#state === "connected" || this.#state === "degraded";
+    const state = this.#lifecycle.state;
+    return state === "connected" || state === "degraded";
   }
 
   /** v4: true while the circuit breaker refuses calls (open or half-open). */
   get circuitOpen(): boolean {
-    return this.#state === "circuit-open" || this.#state === "half-open";
+    const state = this.#lifecycle.state;
+    return state === "circuit-open" || state === "half-open";
   }
 
   /** v4: restarts (or reconnects) over the worker's whole life. */
   get restartCount(): number {
-    return this.#machine.getSnapshot().context.totalRestarts;
+    return this.#lifecycle.totalRestarts;
   }
 
   /** Restarts since the connection was last stable (what a backoff grows with). */
   get recentRestarts(): number {
-    return this.#machine.getSnapshot().context.restarts;
+    return this.#lifecycle.recentRestarts;
   }
 
   get lastHeartbeatRttMs(): number | undefined {
@@ -284,31 +250,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   /** Starts (or reconnects) and resolves once the worker has answered a heartbeat. */
   start(): Promise<void> {
-    const state = this.#state;
-    if (LIVE.has(state)) return Promise.resolve();
-    if (state === "stopping") {
-      return Promise.reject(new WorkerStartError(`Worker '${this.name}' is stopping; await stop() before start()`));
-    }
-    if (this.#starting) return this.#starting;
-    const sending = state === "idle" || state === "stopped" || state === "failed";
-    this.#starting = this.#waiters
-      .until(
-        (to) => {
-          if (LIVE.has(to)) return true;
-          if (to === "failed") throw this.#startError ?? this.#notRunningError();
-          // Rejected once stopped, not while stopping: stop() callers see both settle together.
-          if (to === "stopped") throw new WorkerStartError(`Worker '${this.name}' was stopped before it became ready`);
-          return false;
-        },
-        sending ? undefined : { state: this.#state },
-      )
-      .finally(() => (this.#starting = undefined));
-    if (sending) {
-      this.#startError = undefined;
-      this.#lostError = undefined;
-      this.#tell({ type: "START" });
-    }
-    return this.#starting;
+    return this.#lifecycle.start();
   }
 
   /**
@@ -317,13 +259,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
    * nothing of the group is left; calls still pending are rejected.
    */
   stop(): Promise<void> {
-    if (this.#state === "idle" || this.#state === "stopped") return Promise.resolve();
-    if (this.#stopping) return this.#stopping;
-    this.#stopping = this.#waiters
-      .until((to) => to === "stopped", this.#state === "stopping" ? { state: this.#state } : undefined)
-      .finally(() => (this.#stopping = undefined));
-    this.#tell({ type: "STOP" });
-    return this.#stopping;
+    return this.#lifecycle.stop();
   }
 
   /**
@@ -331,20 +267,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
    * supervisor's order opens again at once. `immediate: false` waits for the backoff (unsupervised only).
    */
   restart(reason = "restart requested", immediate = true): Promise<void> {
-    const state = this.#state;
-    if (!LIVE.has(state) && state !== "restarting") return this.start();
-    let opened = false;
-    const restarted = this.#waiters.until((to) => {
-      if (LIVE.has(to)) return true;
-      if (to === "failed" || to === "stopped") throw this.#startError ?? this.#notRunningError();
-      if (to === "spawning" || to === "connecting") opened = true;
-      // Back to waiting for a supervisor's order: this attempt failed.
-      else if (to === "restarting" && opened && this.#supervised) throw this.#startError ?? this.#notRunningError();
-      return false;
-    });
-    if (state === "restarting") this.#tell({ type: "REOPEN", reason });
-    else this.#order({ type: "RESTART", reason, immediate: immediate || this.#supervised });
-    return restarted;
+    return this.#lifecycle.restart(reason, immediate);
   }
 
   /**
@@ -353,27 +276,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
    * in the buffer — until `restart()` opens it again. Resolves once it is `restarting`.
    */
   hold(reason: string): Promise<void> {
-    if (!this.#supervised || !LIVE.has(this.#state)) return Promise.resolve();
-    const held = this.#waiters.until((to) => to !== "stopping" && !LIVE.has(to));
-    this.#order({ type: "RESTART", reason, immediate: false });
-    return held;
-  }
-
-  /** An order through the API: the transition it causes is marked `ordered`. */
-  #order(event: Extract<ConnectionEvent, { type: "RESTART" }>): void {
-    if (LIVE.has(this.#state)) {
-      // A graceful restart: what never left goes to the next connection; what the old child has,
-      // it may still answer until the close ends (the close actor starts before we hear of the
-      // transition, so this is set first).
-      this.#client.rescueUnsent();
-      this.#cutAfterClose = event.reason;
-    }
-    this.#ordered = true;
-    try {
-      this.#tell(event);
-    } finally {
-      this.#ordered = false;
-    }
+    return this.#lifecycle.hold(reason);
   }
 
   /** v4 API: `callFunction(name, args, timeoutMs, namespace, clientName)`. */
@@ -392,104 +295,14 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   /** Sends a heartbeat and resolves with the round-trip time in ms. */
   async ping(timeoutMs = this.settings.heartbeatTimeoutMs): Promise<number> {
-    const state = this.#state;
+    const state = this.#lifecycle.state;
     // While starting, the socket already queues messages for the child.
-    if (state !== "spawning" && state !== "connecting" && !LIVE.has(state)) throw this.#notRunningError();
+    if (state !== "spawning" && state !== "connecting" && !LIVE.has(state)) throw this.#lifecycle.notRunningError();
     return this.#client.ping(timeoutMs);
   }
 
-  // ── The connection machine's actors and what it hears ──────────────────────────────────────
-
-  async #open(signal: AbortSignal): Promise<void> {
-    try {
-      await this.#transport.open(signal, this.#machine.getSnapshot().context.restarts);
-    } catch (error) {
-      this.#startError = error instanceof WorkerStartError ? error : new WorkerStartError(String(error), { cause: error });
-      throw this.#startError;
-    }
-  }
-
-  /** The transport lost the live connection: calls in flight learn it now, then the machine. */
-  #lost(channel: DealerChannel | undefined, error: Error, reason: string, normal: boolean): void {
-    this.#lostError = error;
-    this.#client.connectionLost(channel, error);
-    this.#tell({ type: "DOWN", reason, normal });
-  }
-
-  #onStateChange(from: ConnectionState, to: ConnectionState, reason: string): void {
-    this.#state = to;
-    const ordered = this.#ordered;
-    if (LIVE.has(from) && to === "restarting") {
-      if (!ordered) {
-        // Not seen by the transport (hung): calls in flight are cut off all the same.
-        this.#client.connectionLost(undefined, this.#lostError ?? new WorkerExitedError(this.name, null, null, [], reason));
-        this.#lostError = undefined;
-      }
-    }
-    if (LIVE.has(to) && !LIVE.has(from)) this.#lostError = undefined;
-    this.#client.stateChanged(from, to);
-    this.emit("state", ordered ? { from, to, reason, at: Date.now(), ordered } : { from, to, reason, at: Date.now() });
-    this.#waiters.notify(to);
-  }
-
-  #close(input: CloseInput): Promise<void> {
-    const closing = this.#transport.close(input.mode);
-    if (this.#cutAfterClose === undefined) return closing;
-    return closing.finally(() => {
-      const reason = this.#cutAfterClose;
-      this.#cutAfterClose = undefined;
-      if (reason !== undefined) this.#client.connectionLost(undefined, new WorkerExitedError(this.name, null, null, [], reason));
-    });
-  }
-
-  #tell(event: ConnectionEvent): void {
-    this.#machine.send(event);
-  }
-
-  /** Lines the default printing dropped: this process's stdout/stderr was not read fast enough. */
-  #outputDropped = 0;
-
   /** Lines of this worker's output that the default printing dropped (stdout/stderr not read fast enough). */
   get outputLinesDropped(): number {
-    return this.#outputDropped;
-  }
-
-  #output(stream: OutputStream, line: string): void {
-    this.emit(stream, line);
-    if (this.#options.onOutput) {
-      this.#options.onOutput(stream, line, this.name);
-      return;
-    }
-    // Bounded: a pipe nobody reads holds at most 1 MiB; the rest is dropped, then reported in one line.
-    if (!stdioWriter(stream).write(`[${this.name} ${stream.toUpperCase()}]: ${line}\n`)) this.#outputDropped++;
-  }
-
-  #machineInput(mode: "spawn" | "connect", supervised: boolean): ConnectionInput {
-    const s = this.settings;
-    return {
-      mode,
-      autoRestart: this.autoRestart,
-      supervised,
-      restartType: s.restart,
-      maxRestarts: s.maxRestartAttempts,
-      heartbeat: {
-        intervalMs: s.heartbeatIntervalMs,
-        timeoutMs: s.heartbeatTimeoutMs,
-        maxMisses: s.heartbeatMaxMisses,
-        slowMs: s.heartbeatSlowThresholdMs,
-      },
-      backoff: s.backoff,
-      circuit: {
-        resetTimeoutMs: s.circuit?.resetTimeoutMs ?? 5_000,
-        multiplier: s.circuit?.resetMultiplier ?? 2,
-        maxResetTimeoutMs: s.circuit?.maxResetTimeoutMs ?? 60_000,
-      },
-      stablePeriodMs: s.stablePeriodMs,
-    };
-  }
-
-  #notRunningError(): Error {
-    if (this.#state === "failed" && this.#lostError) return this.#lostError;
-    return new WorkerNotRunningError(this.name, this.#state === "failed" ? `failed: ${this.stateReason}` : this.#state);
+    return this.#printer.dropped;
   }
 }
