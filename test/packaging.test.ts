@@ -149,6 +149,16 @@ describe("the npm package", () => {
       expect(cjs.stderr).not.toMatch(/error/i);
     });
 
+    it("type-checks and runs `import mf = require(\"multifrost\")` in a .cts file", () => {
+      writeFileSync(
+        join(app, "main.cts"),
+        `import mf = require("multifrost");\nconst spawn: typeof mf.ParentWorker.spawn = mf.ParentWorker.spawn;\nconsole.log(typeof spawn, mf.EncodeError.name);\n`,
+      );
+      const tsc = join(root, "node_modules/typescript/bin/tsc");
+      run(process.execPath, [tsc, "--module", "nodenext", "--strict", "--skipLibCheck", "--types", "node", "--typeRoots", join(root, "node_modules/@types"), "--outDir", "out", "main.cts"], app);
+      expect(run(process.execPath, ["out/main.cjs"], app).stdout.trim()).toBe("function EncodeError");
+    });
+
     it("runs a worker: a CommonJS parent calls an ES module child, both from the installed package", () => {
       writeFileSync(
         join(app, "worker.mjs"),
