@@ -12,7 +12,6 @@ import { defaultInterpreter } from "./interpreter.js";
 import { connectionInputOf } from "./connection-input.js";
 import { resolveOptions, type ConnectOptions, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
 import { OutputPrinter } from "./output-printer.js";
-import { ParentHandle } from "./parent-handle.js";
 import { ServiceTransport } from "./service-transport.js";
 import { SpawnTransport } from "./spawn-transport.js";
 import type { Transport, TransportHost } from "./transport.js";
@@ -304,5 +303,32 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** Lines of this worker's output that the default printing dropped (stdout/stderr not read fast enough). */
   get outputLinesDropped(): number {
     return this.#printer.dropped;
+  }
+}
+
+/**
+ * A handle on a worker (v4 API): `start()`, `stop()` and `call.<fn>()`. Several handles may
+ * share one worker; `stop()` through any of them stops it for all. It lives here, beside the
+ * worker it wraps, so the two do not import each other.
+ */
+export class ParentHandle<T extends object = DynamicFunctions> {
+  readonly worker: ParentWorker;
+  readonly call: CallProxy<T>;
+
+  constructor(worker: ParentWorker) {
+    this.worker = worker;
+    this.call = createCallProxy<T>((fn, args, options) => worker.invoke(fn, args, options));
+  }
+
+  start(): Promise<void> {
+    return this.worker.start();
+  }
+
+  stop(): Promise<void> {
+    return this.worker.stop();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.worker.stop();
   }
 }

@@ -90,8 +90,6 @@ export function pool(spec: Omit<PoolSpec, "type">): PoolSpec {
   return { type: "pool", ...spec };
 }
 
-/** Checks one child spec and tells what it is (src/supervision/check-spec.ts). */
-export { resolveChild } from "./check-spec.js";
 
 export const DEFAULT_INTENSITY = 3;
 export const DEFAULT_PERIOD_MS = 5000;

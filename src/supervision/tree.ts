@@ -5,8 +5,8 @@ import type { CallProxy, DynamicFunctions } from "../parent/call-proxy.js";
 import type { ParentWorker } from "../parent/parent-worker.js";
 import type { NodeContext, SupervisedNode, TreeListener } from "./node.js";
 import { Pool } from "./pool.js";
-import { checkTree } from "./check-spec.js";
-import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, resolveChild, type SupervisorSpec } from "./spec.js";
+import { checkTree, resolveChild } from "./check-spec.js";
+import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, type SupervisorSpec } from "./spec.js";
 import { Supervisor } from "./supervisor-node.js";
 import { WorkerNode } from "./worker-node.js";
 
