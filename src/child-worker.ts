@@ -13,6 +13,7 @@ import {
   type ConnectSettings,
   type ResolvedChildOptions,
 } from "./child/options.js";
+import { ChildLog } from "./child/child-log.js";
 import { OutputForwarder } from "./child/output-forwarder.js";
 import { ParentWatch } from "./child/parent-watch.js";
 import {
@@ -83,6 +84,7 @@ export abstract class ChildWorker {
   /** Resolved in `run()`: the option, or true when spawned and false for a service. */
   #acceptShutdown = false;
   #shutdownRefusalLogged = false;
+  readonly #log: ChildLog | undefined;
   readonly #stats: ChildWorkerStats = {
     callsReceived: 0,
     heartbeatsAnswered: 0,
@@ -99,6 +101,7 @@ export abstract class ChildWorker {
     this.serviceId = options.serviceId;
     this.#options = resolveChildOptions(options);
     this.#connect = resolveConnectSettings(options);
+    this.#log = ChildLog.create(options.logger, options.logLevel, options.serviceId ?? this.constructor.name);
   }
 
   /** The names a parent may call. */
@@ -148,6 +151,7 @@ export abstract class ChildWorker {
       concurrency: this.#options.concurrency,
       maxQueued: this.#options.maxQueuedCalls,
       maxArgs: this.#options.maxArgs,
+      onBusy: this.#log && ((running, waiting) => this.#log?.busy(running, waiting)),
     });
     const curve = endpoint === undefined ? this.#connect?.curve : undefined;
     let zapDomain: string | undefined;
@@ -173,9 +177,11 @@ export abstract class ChildWorker {
       watch.watchConnection(channel);
       channel.connect(endpoint);
       watch.watchPpid();
+      this.#log?.started("spawn", { endpoint });
     } else {
       this.#registering = this.#bindAndRegister(channel, this.#connect!);
       await this.#registering;
+      this.#log?.started("connect", { service: this.#connect!.serviceId });
     }
     channel.onPayload(
       (payload, frames) => this.#onFrame(payload, frames),
@@ -203,6 +209,7 @@ export abstract class ChildWorker {
       await connect.registry.register(connect.serviceId, port, process.pid, connect.curve && { publicKey: connect.curve.publicKey });
       this.#registered = true;
     } catch (error) {
+      this.#log?.registryError("register", connect.serviceId, error);
       channel.close();
       this.#unregisterZap?.();
       this.#unregisterZap = undefined;
@@ -260,6 +267,7 @@ export abstract class ChildWorker {
           return;
         }
         this.#reject("shutdown-refused");
+        this.#log?.shutdownRefused();
         if (!this.#shutdownRefusalLogged) {
           this.#shutdownRefusalLogged = true;
           this.#printLocally(
@@ -312,11 +320,13 @@ export abstract class ChildWorker {
     if (this.#registered && connect) {
       this.#registered = false;
       await connect.registry.unregister(connect.serviceId).catch((error: unknown) => {
+        this.#log?.registryError("unregister", connect.serviceId, error);
         process.stderr.write(`multifrost child: could not unregister '${connect.serviceId}': ${String(error)}\n`);
       });
     }
     this.#running = false;
     this.#removeSignalHandlers();
+    this.#log?.stopped(reason);
     this.#resolveRun?.();
     const exitAfter = this.#options.exitAfterStopMs;
     if (reason !== "api" && exitAfter !== false) {

@@ -50,3 +50,7 @@ export { loadTree } from "./supervision/load-tree.js";
 export type { SupervisorState } from "./machines/supervisor.js";
 export { jsonlInspector } from "./observability/jsonl-inspector.js";
 export type { JsonlInspector, InspectionRecord } from "./observability/jsonl-inspector.js";
+export { LogLevel, LogEvent, LOG_LEVEL_ENV } from "./observability/logger.js";
+export type { Logger, LogFields, LogLevelOption } from "./observability/logger.js";
+export { StructuredLogger, defaultJsonHandler, defaultPrettyHandler } from "./observability/v4-logging.js";
+export type { LogEntry, LogHandler, LogOptions } from "./observability/v4-logging.js";

@@ -26,6 +26,8 @@ export interface DispatcherOptions {
   maxArgs?: number;
   /** Names that answer with the list of callable names (v4 `listFunctions`/`list_functions`). */
   listNames?: readonly string[];
+  /** Told of each BusyError refusal (the refusal path only; accepted calls never call it). */
+  onBusy?: (running: number, waiting: number) => void;
 }
 
 /** Replies go to `send(context, reply)`; `context` says where (e.g. the request's frames). */
@@ -50,6 +52,7 @@ export class Dispatcher {
   readonly #maxArgs: number;
   #refusedBusy = 0;
   #refusedArgs = 0;
+  readonly #onBusy: ((running: number, waiting: number) => void) | undefined;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#names = [...handlers.keys()].sort();
@@ -59,6 +62,7 @@ export class Dispatcher {
     this.#queue = new PQueue({ concurrency: options.concurrency });
     this.#maxQueued = options.maxQueued ?? DISPATCHER_DEFAULTS.maxQueued;
     this.#maxArgs = options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs;
+    this.#onBusy = options.onBusy;
   }
 
   /** Calls refused because `maxQueued` calls were already waiting. */
@@ -112,6 +116,7 @@ export class Dispatcher {
         this.#refusedBusy++;
         const error = `BusyError: worker busy (${queue.pending} calls running, ${queue.size} waiting; maxQueuedCalls ${this.#maxQueued})`;
         send(context, encodeMessage(createError(call.id, error)));
+        this.#onBusy?.(queue.pending, queue.size);
         return;
       }
       // At the bound: wait in order for a slot.

@@ -1,6 +1,7 @@
 import { DISPATCHER_DEFAULTS } from "../actors/dispatcher.js";
 import { resolveServiceCurve, type ServiceCurveOptions } from "../actors/curve.js";
 import { InvalidArgumentError } from "../errors.js";
+import type { Logger, LogLevelOption } from "../observability/logger.js";
 import { FileRegistry, type RegistryBackend } from "../registry/index.js";
 
 /** A ChildWorker's options, their defaults and their checks. */
@@ -77,6 +78,17 @@ export interface ChildWorkerOptions {
    * @default 1 MiB
    */
   maxPendingOutputBytes?: number;
+  /**
+   * Lifecycle events (started, stopped, refused shutdowns, busy refusals, registry errors) go to
+   * this pino-compatible logger as `(fields, msg)`; calls are never logged.
+   * @default undefined (nothing is logged)
+   */
+  logger?: Logger;
+  /**
+   * The lowest level passed to `logger`.
+   * @default $MULTIFROST_LOG_LEVEL, else "info"
+   */
+  logLevel?: LogLevelOption;
 }
 
 /** The options a ChildWorker runs with, defaults applied and checked. */

@@ -1,6 +1,7 @@
 import { checkZ85Key, loadCurveKeys, type ClientCurveOptions } from "../actors/curve.js";
 import { DealerChannel } from "../actors/zmq-channel.js";
-import { CallTimeoutError, WorkerExitedError, WorkerStartError } from "../errors.js";
+import { CallTimeoutError, WorkerExitedError, WorkerStartError, errorSummary } from "../errors.js";
+import { LogEvent } from "../observability/logger.js";
 import type { RegistryBackend, ServiceEntry } from "../registry/index.js";
 import { watchService } from "./service-watch.js";
 import type { Transport, TransportHost } from "./transport.js";
@@ -53,7 +54,10 @@ export class ServiceTransport implements Transport {
     // intensity can judge a vanished service (OTP: a failing start is counted, not waited out).
     const discoverMs = host.supervised && attempt > 0 ? Math.min(startupTimeout, SUPERVISED_DISCOVERY_MS) : startupTimeout;
     try {
-      const entry = await this.registry.discover(this.serviceId, discoverMs);
+      const entry = await this.registry.discover(this.serviceId, discoverMs).catch((error: unknown) => {
+        host.log?.log("warn", { event: LogEvent.REGISTRY_ERROR, worker: host.name, service: this.serviceId, reason: errorSummary(error) }, `${host.name}: registry lookup failed`);
+        throw error;
+      });
       if (signal.aborted) return;
       this.#port = entry.port;
       const curve = this.#curve;

@@ -9,6 +9,7 @@ import { groupHasStoppedProcess } from "../actors/process-state.js";
 import { DealerChannel } from "../actors/zmq-channel.js";
 import { CallTimeoutError, WorkerExitedError, WorkerStartError } from "../errors.js";
 import type { CloseMode } from "../machines/connection.js";
+import { logExit, logSpawn } from "../observability/worker-log.js";
 import { ENV_ENDPOINT, ENV_PORT, ENV_WORKER_MODE, createShutdown, encodeMessage, nextMessageId } from "../wire/index.js";
 import type { SpawnOptions } from "./options.js";
 import type { Transport, TransportHost } from "./transport.js";
@@ -61,7 +62,7 @@ export class SpawnTransport implements Transport {
     return pid !== undefined && !this.#process!.exited && groupHasStoppedProcess(pid);
   }
 
-  async open(signal: AbortSignal): Promise<void> {
+  async open(signal: AbortSignal, attempt = 0): Promise<void> {
     this.#shutdownSent = false;
     const host = this.#host;
     this.#private?.release();
@@ -115,6 +116,7 @@ export class SpawnTransport implements Transport {
       },
     );
     this.#process = child;
+    if (host.log && child.pid !== undefined) logSpawn(host.log, host.name, child.pid, attempt);
     const startupTimeout = host.settings.startupTimeoutMs;
     try {
       const exited = child.whenExited().then((exit) => {
@@ -190,6 +192,7 @@ export class SpawnTransport implements Transport {
     if (child !== this.#process) return;
     const host = this.#host;
     host.exited(exit);
+    if (host.log) logExit(host.log, host.name, child.pid, exit);
     if (!host.isLive()) return; // starting (open reports it), restarting or stopping
     const error = new WorkerExitedError(host.name, exit.code, exit.signal, child.stderrTail);
     host.lost(channel, error, exit.signal ? `killed by ${exit.signal}` : `exit ${exit.code}`, exit.code === 0 || this.#shutdownSent);

@@ -1,6 +1,7 @@
 import type { DealerChannel } from "../actors/zmq-channel.js";
 import type { ProcessExit } from "../actors/process-actor.js";
 import type { CloseMode } from "../machines/connection.js";
+import type { LogSink } from "../observability/logger.js";
 import type { CallClient } from "./call-client.js";
 import type { OutputStream, ResolvedOptions } from "./options.js";
 
@@ -40,4 +41,6 @@ export interface TransportHost {
   lost(channel: DealerChannel | undefined, error: Error, reason: string, normal: boolean): void;
   output(stream: OutputStream, line: string): void;
   exited(exit: ProcessExit): void;
+  /** Lifecycle logging (the `logger` option); undefined when quiet. */
+  readonly log?: LogSink | undefined;
 }

@@ -11,6 +11,8 @@ import {
   type ConnectionInput,
   type ConnectionState,
 } from "../machines/connection.js";
+import type { LogSink } from "../observability/logger.js";
+import { WorkerLog } from "../observability/worker-log.js";
 import type { CallClient } from "./call-client.js";
 import type { InspectOption } from "./options.js";
 import type { Transport } from "./transport.js";
@@ -35,6 +37,8 @@ export interface LifecycleHost {
   readonly heartbeatTimeoutMs: number;
   /** The connection moved (the ParentWorker's `state` event). */
   changed(change: StateChange): void;
+  /** Lifecycle logging (the `logger` option); undefined when quiet. */
+  readonly log?: LogSink | undefined;
 }
 
 /**
@@ -57,13 +61,27 @@ export class WorkerLifecycle {
   #ordered = false;
   /** An ordered restart's reason: calls still in flight when its close ends are cut off then. */
   #cutAfterClose: string | undefined;
+  readonly #log: WorkerLog | undefined;
 
   constructor(
     host: LifecycleHost,
     input: ConnectionInput,
-    actorOptions: { inspect: InspectOption | undefined; parent: AnyActorRef | undefined },
+    actorOptions: { inspect: InspectOption | undefined; parent: AnyActorRef | undefined; systemId?: string | undefined },
   ) {
     this.#host = host;
+    const lifecycle = this;
+    this.#log =
+      host.log &&
+      new WorkerLog(host.log, {
+        name: host.name,
+        mode: input.mode,
+        get pid() {
+          return host.transport.pid;
+        },
+        get restartCount() {
+          return lifecycle.totalRestarts;
+        },
+      });
     const machine = connectionMachine.provide({
       actors: {
         open: fromPromise<void, { attempt: number }>(({ signal }) => this.#open(signal)),
@@ -75,7 +93,7 @@ export class WorkerLifecycle {
         workerStopped: () => host.transport.isStopped(),
       },
     });
-    this.#machine = createActor(machine, { input, inspect: actorOptions.inspect, parent: actorOptions.parent });
+    this.#machine = createActor(machine, { input, inspect: actorOptions.inspect, parent: actorOptions.parent, systemId: actorOptions.systemId });
     this.#machine.subscribe((snapshot) => {
       const to = connectionStateOf(snapshot);
       if (to !== this.#state) this.#onStateChange(this.#state, to, snapshot.context.reason);
@@ -229,6 +247,7 @@ export class WorkerLifecycle {
     }
     if (LIVE.has(to) && !LIVE.has(from)) this.#lostError = undefined;
     client.stateChanged(from, to);
+    this.#log?.state({ from, to, reason, ordered });
     this.#host.changed(ordered ? { from, to, reason, at: Date.now(), ordered } : { from, to, reason, at: Date.now() });
     this.#waiters.notify(to);
   }

@@ -1,4 +1,5 @@
 import type { AnyActorRef } from "xstate";
+import type { Logger, LogLevelOption } from "../observability/logger.js";
 
 /** One transition of one actor in a supervision tree. */
 export interface TreeEvent {
@@ -48,6 +49,9 @@ export interface NodeContext {
   parentActor: AnyActorRef | undefined;
   emit: TreeListener;
   registryDir: string | undefined;
+  /** `supervise()`'s logger and level, for every node below that has none of its own. */
+  logger?: Logger | undefined;
+  logLevel?: LogLevelOption | undefined;
   /** The child went down by itself (crash, hang, vanished, a failed restart attempt); it waits for the supervisor. */
   onDown(node: SupervisedNode, reason: string): void;
   /** Children were added or removed (a pool resized): lookups must be rebuilt. */

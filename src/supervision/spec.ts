@@ -13,9 +13,11 @@ export type Strategy = "one_for_one" | "one_for_all" | "rest_for_one";
 export type SupervisorOwnedOption = "autoRestart" | "maxRestartAttempts" | "inspect" | "parentActor" | "registry" | "name";
 
 /** Per-worker settings a tree may carry (every ParentWorker option but what the supervisor decides). */
-export type WorkerSettings = Omit<SpawnOptions & ConnectOptions, SupervisorOwnedOption | "onOutput"> & {
+export type WorkerSettings = Omit<SpawnOptions & ConnectOptions, SupervisorOwnedOption | "onOutput" | "logger"> & {
   /** Receives the child's output lines; default prints `[path STDOUT]: line`. Not available from a file. */
   onOutput?: SpawnOptions["onOutput"];
+  /** This worker's lifecycle logger; default: `supervise()`'s `logger`. Not available from a file. */
+  logger?: SpawnOptions["logger"];
 };
 
 export interface WorkerSpec extends WorkerSettings {

@@ -4,6 +4,7 @@ import { RestartIntensity } from "../core/restart-intensity.js";
 import { siblingsToRestart, type Strategy } from "../core/strategy.js";
 import { SupervisorError } from "../errors.js";
 import { supervisorMachine, type SupervisorState } from "../machines/supervisor.js";
+import { createLogSink, LogEvent } from "../observability/logger.js";
 import type { InspectOption } from "../parent/options.js";
 import type { BringUpOutcome, NodeContext, SupervisedNode, TreeEvent } from "./node.js";
 
@@ -59,6 +60,7 @@ export class Supervisor implements SupervisedNode {
     this.#intensity = new RestartIntensity(settings.intensity, settings.periodMs);
     this.#intensityText = `more than ${settings.intensity} restarts within ${settings.periodMs} ms`;
     const kind = build.kind ?? "supervisor";
+    const log = createLogSink(context.logger, context.logLevel);
 
     const machine = supervisorMachine.provide({
       actors: {
@@ -91,6 +93,7 @@ export class Supervisor implements SupervisedNode {
       }
       if (to === "failed" && this.#ordered === 0 && from === "failing") {
         const reason = snapshot.context.reason;
+        log?.log("error", { event: LogEvent.SUPERVISOR_ESCALATE, supervisor: this.path, reason, from, to }, `${this.path}: gave up (${reason}); escalating`);
         // Escalate outside this transition: the parent's reaction may restart this supervisor.
         queueMicrotask(() => context.onDown(this, reason));
       }
@@ -102,6 +105,8 @@ export class Supervisor implements SupervisedNode {
       parentActor: this.actor,
       emit: context.emit,
       registryDir: context.registryDir,
+      logger: context.logger,
+      logLevel: context.logLevel,
       onDown: (node, reason) => this.#onChildDown(node, reason),
       onReshaped: context.onReshaped,
     });
