@@ -93,7 +93,7 @@ export class WorkerLifecycle {
         workerStopped: () => host.transport.isStopped(),
       },
     });
-    this.#machine = createActor(machine, { input, inspect: actorOptions.inspect, parent: actorOptions.parent, systemId: actorOptions.systemId });
+    this.#machine = createActor(machine, { input, inspect: actorOptions.inspect, parent: actorOptions.parent, systemId: actorOptions.systemId, id: actorOptions.systemId });
     this.#machine.subscribe((snapshot) => {
       const to = connectionStateOf(snapshot);
       if (to !== this.#state) this.#onStateChange(this.#state, to, snapshot.context.reason);

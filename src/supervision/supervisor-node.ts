@@ -72,6 +72,8 @@ export class Supervisor implements SupervisedNode {
       inspect: context.parentActor ? undefined : build.inspect,
       parent: context.parentActor,
       systemId: this.path,
+      // The name the Stately inspector shows (it does not read system ids).
+      id: this.path,
     });
     this.actor.subscribe((snapshot) => {
       const to = snapshot.value as SupervisorState;
