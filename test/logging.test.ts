@@ -13,7 +13,9 @@ import {
   type Logger,
   type SupervisionTree,
 } from "../src/index.js";
-import { fixture } from "./helpers/fixtures.js";
+import { RateLimit } from "../src/observability/logger.js";
+import { checkTree, InvalidArgumentError, SpecError } from "../src/index.js";
+import { fixture, rejectionOf } from "./helpers/fixtures.js";
 import { descendants, waitFor } from "./helpers/processes.js";
 
 const MATH = fixture("math-worker.mjs");
@@ -137,6 +139,24 @@ describe("logging: lifecycle events to a pino-compatible logger", () => {
     expect(lines).toContainEqual(expect.objectContaining({ event: "worker_stop", pid, reason: "shutdown-message" }));
   });
 
+  it("a child logs busy refusals once per second, not once per call", async () => {
+    const lines: Line[] = [];
+    const w = ParentWorker.spawn(LOGGING, "node", {
+      env: { MF_BUSY: "1" },
+      onOutput: (_stream, line) => {
+        if (line.startsWith("LOG ")) lines.push(JSON.parse(line.slice(4)) as Line);
+      },
+    });
+    workers.push(w);
+    await w.start();
+    const calls = Array.from({ length: 6 }, () => w.call.sleep!(200).then(() => "ok", (error: Error) => error.message));
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => String(r).startsWith("BusyError"))).toHaveLength(5);
+    await waitFor(() => lines.some((l) => l.event === "busy_refused"), 3000, "busy line");
+    expect(lines.filter((l) => l.event === "busy_refused")).toHaveLength(1);
+    expect(lines.find((l) => l.event === "busy_refused")).toMatchObject({ level: "warn", running: 1, waiting: 0, suppressed: 0 });
+  });
+
   it("v4's StructuredLogger works as a logger: entries reach its handler as LogEntry", async () => {
     const entries: LogEntry[] = [];
     const v4 = new StructuredLogger({ handler: (entry) => entries.push(entry), level: LogLevel.INFO });
@@ -147,5 +167,22 @@ describe("logging: lifecycle events to a pino-compatible logger", () => {
     expect(entries[0]).toMatchObject({ event: "worker_start", level: "info", message: "Worker started in spawn mode" });
     expect(entries).toContainEqual(expect.objectContaining({ event: "worker_ready", level: "info", workerId: "math-worker.mjs", metadata: expect.objectContaining({ pid: w.pid }) }));
     expect(entries.some((e) => e.level === "debug")).toBe(false);
+  });
+
+  it("refuses a logger without the four methods and a bad level; a tree file cannot give a logger", async () => {
+    expect(() => ParentWorker.spawn(MATH, "node", { logger: { info: () => {} } as unknown as Logger })).toThrow(InvalidArgumentError);
+    expect(() => ParentWorker.spawn(MATH, "node", { logger: fakeLogger(), logLevel: "loud" as "info" })).toThrow(/logLevel must be/);
+    const error = await rejectionOf(Promise.resolve().then(() => checkTree({ id: "root", children: [{ id: "w", spawn: MATH, logger: "pino", logLevel: "loud" }] })));
+    expect(error).toBeInstanceOf(SpecError);
+    expect(String(error.message)).toMatch(/logger must be a pino-compatible logger/);
+    expect(String(error.message)).toMatch(/logLevel must be/);
+  });
+
+  it("rate-limits repeated refusals: one line per interval, then how many were held back", () => {
+    const limit = new RateLimit(1000);
+    expect(limit.take(0)).toBe(0);
+    expect(limit.take(10)).toBeUndefined();
+    expect(limit.take(999)).toBeUndefined();
+    expect(limit.take(1000)).toBe(2);
   });
 });
