@@ -12,6 +12,7 @@ export interface PendingCall {
   readonly namespace: string;
   readonly timeoutMs: number;
   readonly deadline: number;
+  /** `performance.now()` when the call was registered (for its latency). */
   readonly startedAt: number;
   resolve(value: unknown): void;
   reject(error: unknown): void;
@@ -68,9 +69,8 @@ export class CallTable {
   /** Registers a call and returns its promise. `timeoutMs` may be `Infinity`. */
   register(id: string, functionName: string, timeoutMs: number, namespace: string): Promise<unknown> {
     const promise = new Promise(capture);
-    const startedAt = Date.now();
-    const deadline = startedAt + timeoutMs;
-    const call = new Call(id, functionName, namespace, timeoutMs, deadline, startedAt, capturedResolve!, capturedReject!);
+    const deadline = Date.now() + timeoutMs;
+    const call = new Call(id, functionName, namespace, timeoutMs, deadline, performance.now(), capturedResolve!, capturedReject!);
     capturedResolve = capturedReject = undefined;
     this.#pending.set(id, call);
     if (timeoutMs !== Infinity) {

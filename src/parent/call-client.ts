@@ -24,6 +24,7 @@ import {
   prepareForWire,
   type RejectReason,
 } from "../wire/index.js";
+import { CallMetrics, DisabledCallMetrics } from "../observability/call-metrics.js";
 import type { CallOptions } from "./call-proxy.js";
 import { checkRetries, isValidTimeout, type OutputStream, type ResolvedOptions } from "./options.js";
 import { RestartBuffer } from "./restart-buffer.js";
@@ -56,6 +57,8 @@ export interface CallClientHost {
   notRunningError(): Error;
   /** Why the connection is in its current state. */
   stateReason(): string;
+  /** A heartbeat was answered (the tick usage sampling rides on). */
+  heartbeat?(): void;
 }
 
 /** How a call is handled in the current state; a number so the hot path is one switch. */
@@ -91,6 +94,8 @@ export class CallClient {
   readonly #window: FailureWindow | undefined;
   readonly #heartbeatIds = new Set<string>();
   readonly #buffer: RestartBuffer;
+  /** Calls by outcome and their latency (always on, cheap), also recorded through OpenTelemetry. */
+  readonly metrics: CallMetrics;
   #gate: Gate = Gate.Closed;
   #state: ConnectionState = "idle";
   #probeId: string | undefined;
@@ -107,6 +112,7 @@ export class CallClient {
     this.#window = settings.circuit && new FailureWindow(settings.circuit.window);
     this.#calls = new CallTable((call) => this.#timeoutError(call));
     this.#buffer = new RestartBuffer(this.#calls, this.#heartbeatIds, this.#stats);
+    this.metrics = settings.metrics ? new CallMetrics(host.name) : new DisabledCallMetrics(host.name);
   }
 
   get stats(): Readonly<CallClientStats> {
@@ -144,9 +150,13 @@ export class CallClient {
   /** For the channel's send-failure callback. */
   sendFailed(id: string | undefined, error: unknown): void {
     if (id === undefined) return;
-    if (this.#calls.reject(id, new SendFailedError(`Failed to send to worker '${this.#host.name}': ${String(error)}`, { cause: error }))) {
-      if (!this.#heartbeatIds.has(id)) this.#recordFailure("send failed");
+    const call = this.#calls.take(id);
+    if (call === undefined) return;
+    if (!this.#heartbeatIds.has(id)) {
+      this.metrics.failed(call.functionName, "transport");
+      this.#recordFailure("send failed");
     }
+    call.reject(new SendFailedError(`Failed to send to worker '${this.#host.name}': ${String(error)}`, { cause: error }));
   }
 
   // ── Calls ───────────────────────────────────────────────────────────────────────────────────
@@ -162,6 +172,7 @@ export class CallClient {
     const gate = this.#gate;
     if (gate === Gate.Closed) return Promise.reject(this.#host.notRunningError());
     if (gate === Gate.CircuitOpen || (gate === Gate.HalfOpen && this.#probeId !== undefined)) {
+      this.metrics.failed(functionName, "circuit_open");
       return Promise.reject(this.#circuitOpenError());
     }
     if (typeof functionName !== "string" || functionName.length === 0) {
@@ -176,12 +187,14 @@ export class CallClient {
     if (gate === Gate.Buffer && this.#buffer.length >= this.#settings.maxBufferedCalls) {
       this.#buffer.prune(); // calls that timed out while waiting no longer hold a place
       if (this.#buffer.length >= this.#settings.maxBufferedCalls) {
+        this.metrics.failed(functionName, "unavailable");
         return Promise.reject(
           new WorkerUnavailableError(this.#host.name, `is ${this.#state} and ${this.#buffer.length} calls already wait for it (maxBufferedCalls)`),
         );
       }
     }
     if (this.#calls.size >= this.#settings.maxPendingCalls) {
+      this.metrics.failed(functionName, "unavailable");
       return Promise.reject(
         new WorkerUnavailableError(this.#host.name, `has ${this.#calls.size} calls pending (maxPendingCalls ${this.#settings.maxPendingCalls})`),
       );
@@ -230,6 +243,7 @@ export class CallClient {
     }
     const rtt = performance.now() - sentAt;
     this.#lastRttMs = rtt;
+    this.#host.heartbeat?.();
     return rtt;
   }
 
@@ -281,6 +295,7 @@ export class CallClient {
         const call = this.#calls.take(message.id);
         if (call !== undefined) {
           this.#settled();
+          this.metrics.failed(call.functionName, "transport");
           this.#recordFailure("invalid reply");
           call.reject(new ProtocolError(`Worker '${this.#host.name}' sent an invalid reply to '${call.functionName}' (${message.reason}${message.type ? `, type '${message.type}'` : ""})`));
         }
@@ -293,10 +308,15 @@ export class CallClient {
           this.#stats.unmatchedReplies++;
           return;
         }
-        if (this.#calls.resolve(message.id, message.result)) {
-          this.#settled();
-          this.#window?.recordSuccess();
-        } else this.#stats.unmatchedReplies++;
+        const call = this.#calls.take(message.id);
+        if (call === undefined) {
+          this.#stats.unmatchedReplies++;
+          return;
+        }
+        this.#settled();
+        this.metrics.answered(call.functionName, call.startedAt, false);
+        this.#window?.recordSuccess();
+        call.resolve(message.result);
         return;
       }
       case "error": {
@@ -306,6 +326,7 @@ export class CallClient {
           return;
         }
         this.#settled();
+        this.metrics.answered(call.functionName, call.startedAt, true);
         if (this.#settings.circuit?.countApplicationErrors) this.#recordFailure("remote error");
         else this.#window?.recordSuccess();
         const remote = parseRemoteError(message.error, message.stack);
@@ -355,7 +376,9 @@ export class CallClient {
     const channel = lost ?? this.#channel;
     this.rescueUnsent(channel);
     if (this.#channel === channel) this.#channel = undefined;
-    this.#buffer.cutOff(error);
+    this.#buffer.cutOff(error, (call) => {
+      if (!this.#heartbeatIds.has(call.id)) this.metrics.failed(call.functionName, "transport");
+    });
   }
 
   /**
@@ -373,6 +396,7 @@ export class CallClient {
 
   #timeoutError(call: PendingCall): Error {
     if (this.#heartbeatIds.has(call.id)) return new CallTimeoutError(call.functionName, call.timeoutMs);
+    this.metrics.failed(call.functionName, "timeout");
     this.#recordFailure(`'${call.functionName}' timed out`);
     // A worker in another namespace ignores the call silently: say so when the namespace is not the default.
     const hint = call.namespace === DEFAULT_NAMESPACE ? undefined : `namespace '${call.namespace}': a worker in another namespace ignores the call`;

@@ -4,6 +4,7 @@ import type { FailureWindowOptions } from "../core/failure-window.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { RestartType } from "../machines/connection.js";
 import type { ClientCurveOptions } from "../actors/curve.js";
+import type { Logger, LogLevelOption } from "../observability/logger.js";
 import type { RegistryBackend } from "../registry/index.js";
 
 /**
@@ -146,6 +147,12 @@ export interface CommonOptions {
    */
   readonly maxMessageSize?: number;
   /**
+   * Count calls by outcome and keep their latency (snapshot(), /metrics, OpenTelemetry). Costs
+   * about nothing; `false` turns it off.
+   * @default true
+   */
+  readonly metrics?: boolean;
+  /**
    * Calls sent and not yet answered; beyond it a call fails at once with WorkerUnavailableError.
    * @default 100000
    */
@@ -165,6 +172,17 @@ export interface CommonOptions {
   readonly inspect?: InspectOption;
   /** Supervisors set this: the connection machine joins their actor system. */
   readonly parentActor?: AnyActorRef;
+  /**
+   * Lifecycle events (spawn, ready, exit, restart, breaker, missed heartbeats…) go to this
+   * pino-compatible logger as `(fields, msg)`; calls are never logged. See docs/observability.md.
+   * @default undefined (nothing is logged)
+   */
+  readonly logger?: Logger;
+  /**
+   * The lowest level passed to `logger`.
+   * @default $MULTIFROST_LOG_LEVEL, else "info"
+   */
+  readonly logLevel?: LogLevelOption;
 }
 
 export interface SpawnOptions extends CommonOptions {
@@ -255,6 +273,7 @@ export interface ResolvedOptions {
   readonly maxBufferedCalls: number;
   readonly maxMessageSize: number;
   readonly maxPendingCalls: number;
+  readonly metrics: boolean;
   readonly idempotent: boolean;
   readonly retries: number;
   /** undefined: no circuit breaker. */
@@ -307,6 +326,7 @@ export function resolveOptions(options: ParentOptions): ResolvedOptions {
     maxBufferedCalls: checkCount(o.maxBufferedCalls ?? PARENT_DEFAULTS.maxBufferedCalls, "maxBufferedCalls"),
     maxMessageSize: checkCount(o.maxMessageSize ?? PARENT_DEFAULTS.maxMessageSize, "maxMessageSize", 1),
     maxPendingCalls: checkCount(o.maxPendingCalls ?? PARENT_DEFAULTS.maxPendingCalls, "maxPendingCalls", 1),
+    metrics: checkBoolean(o.metrics ?? true, "metrics"),
     idempotent: checkBoolean(o.idempotent ?? PARENT_DEFAULTS.idempotent, "idempotent"),
     retries: checkRetries(o.retries ?? PARENT_DEFAULTS.retries),
     circuit:

@@ -5,6 +5,7 @@ import { splitCommandLine } from "../actors/command-line.js";
 import type { ProcessExit } from "../actors/process-actor.js";
 import { InvalidArgumentError } from "../errors.js";
 import { connectionMachine, LIVE_STATES as LIVE, type ConnectionState } from "../machines/connection.js";
+import { createLogSink } from "../observability/logger.js";
 import { FileRegistry, type RegistryBackend } from "../registry/index.js";
 import { CallClient, type CallClientStats } from "./call-client.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
@@ -16,6 +17,9 @@ import { ServiceTransport } from "./service-transport.js";
 import { SpawnTransport } from "./spawn-transport.js";
 import type { Transport, TransportHost } from "./transport.js";
 import { WorkerLifecycle, type StateChange } from "./worker-lifecycle.js";
+import { WorkerObserver, type WorkerSnapshot } from "./worker-snapshot.js";
+import type { CallMetrics } from "../observability/call-metrics.js";
+import { serveHealth, type HealthOptions, type HealthServer } from "../observability/health.js";
 
 export type { StateChange } from "./worker-lifecycle.js";
 
@@ -59,6 +63,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   readonly #transport: Transport;
   readonly #lifecycle: WorkerLifecycle;
   readonly #printer: OutputPrinter;
+  readonly #observer: WorkerObserver;
 
   private constructor(
     target: { kind: "spawn"; scriptPath: string; argv: readonly string[] } | { kind: "connect"; serviceId: string; registry: RegistryBackend },
@@ -72,6 +77,39 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.name = options.name ?? (target.kind === "spawn" ? basename(target.scriptPath) : target.serviceId);
     this.settings = resolveOptions(options);
     this.autoRestart = options.autoRestart ?? target.kind === "connect";
+    const log = createLogSink(options.logger, options.logLevel);
+    const worker = this;
+    this.#observer = new WorkerObserver({
+      name: this.name,
+      spawned: target.kind === "spawn",
+      get state() {
+        return worker.state;
+      },
+      get stateReason() {
+        return worker.stateReason;
+      },
+      get pid() {
+        return worker.pid;
+      },
+      get restartCount() {
+        return worker.restartCount;
+      },
+      get pendingCalls() {
+        return worker.pendingCalls;
+      },
+      get bufferedCalls() {
+        return worker.bufferedCalls;
+      },
+      get lastHeartbeatRttMs() {
+        return worker.lastHeartbeatRttMs;
+      },
+      get heartbeatMisses() {
+        return worker.actor.getSnapshot().context.misses;
+      },
+      get metrics() {
+        return worker.#client.metrics;
+      },
+    });
     this.#printer = new OutputPrinter(this.name, (stream, line) => this.emit(stream, line), options);
     this.#client = new CallClient(
       {
@@ -80,6 +118,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
         output: (stream, line) => this.#printer.output(stream, line),
         notRunningError: () => this.#lifecycle.notRunningError(),
         stateReason: () => this.stateReason,
+        heartbeat: () => this.#observer.heartbeat(),
       },
       this.settings,
       options.namespace,
@@ -94,6 +133,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       lost: (channel, error, reason, normal) => this.#lifecycle.lost(channel, error, reason, normal),
       output: (stream, line) => this.#printer.output(stream, line),
       exited: (exit) => this.emit("exit", exit),
+      log,
     };
     this.#transport =
       target.kind === "spawn" ? new SpawnTransport(host, target.argv, options) : new ServiceTransport(host, target.serviceId, target.registry, options.curve);
@@ -106,10 +146,16 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
         transport: this.#transport,
         supervised: this.#supervised,
         heartbeatTimeoutMs: this.settings.heartbeatTimeoutMs,
-        changed: (change) => this.emit("state", change),
+        log,
+        changed: (change) => {
+          this.#observer.changed(change.from, change.to, change.reason, change.at);
+          this.emit("state", change);
+        },
       },
       connectionInputOf(this.settings, target.kind, this.autoRestart, this.#supervised),
-      { inspect: options.parentActor ? undefined : options.inspect, parent: options.parentActor },
+      // Named after the worker (its tree path when supervised) in inspection streams; a system id
+      // must be unique in its actor system, which a user's own parentActor does not promise.
+      { inspect: options.parentActor ? undefined : options.inspect, parent: options.parentActor, systemId: this.#supervised || !options.parentActor ? this.name : undefined },
     );
   }
 
@@ -169,6 +215,28 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   }
 
   /** The connection machine's actor (to subscribe, or to hand to tooling). */
+  /** The worker's state and figures as plain JSON: calls by outcome, latency, heartbeat, circuit, CPU/RSS. */
+  snapshot(): WorkerSnapshot {
+    return this.#observer.snapshot();
+  }
+
+  /** Calls by outcome and the latency histogram (always on; also recorded through OpenTelemetry). */
+  get metrics(): CallMetrics {
+    return this.#client.metrics;
+  }
+
+  /** Serves /healthz, /readyz, /metrics (Prometheus) and /tree (the snapshot) for this worker; 127.0.0.1 by default. */
+  serveHealth(options: HealthOptions = {}): Promise<HealthServer> {
+    return serveHealth(
+      {
+        snapshot: () => this.snapshot(),
+        workers: () => [{ snapshot: this.snapshot(), latency: this.metrics.latency }],
+        ready: () => LIVE.has(this.state),
+      },
+      options,
+    );
+  }
+
   get actor(): Actor<typeof connectionMachine> {
     return this.#lifecycle.actor;
   }

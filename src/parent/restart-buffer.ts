@@ -100,7 +100,7 @@ export class RestartBuffer {
    * wait for the next connection (under a new id, with what is left of their timeout), as do the
    * buffered ones; every other pending call fails now with `error`.
    */
-  cutOff(error: Error): void {
+  cutOff(error: Error, onCut?: (call: PendingCall) => void): void {
     const waiting = new Set(this.#buffer.map((call) => call.id));
     // A snapshot: #requeue adds entries, which a live Map iteration would visit (and retry) again.
     for (const [id, recipe] of [...this.#retryable]) {
@@ -111,7 +111,10 @@ export class RestartBuffer {
     }
     // Calls waiting in the buffer (requeued ones included) were never sent: only the sent ones fail.
     const kept = this.#buffer.map((call) => this.#calls.take(call.id)).filter((call) => call !== undefined);
-    this.#calls.rejectAll(() => error);
+    this.#calls.rejectAll((call) => {
+      onCut?.(call);
+      return error;
+    });
     for (const call of kept) this.#rebuffer(call);
   }
 

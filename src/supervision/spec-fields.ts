@@ -1,4 +1,5 @@
 import type { BackoffOptions } from "../core/backoff.js";
+import { isLogger } from "../observability/logger.js";
 import { isValidTimeout, type CircuitBreakerOptions } from "../parent/options.js";
 import { suggestion } from "./did-you-mean.js";
 import type { WorkerSettings } from "./spec.js";
@@ -153,6 +154,8 @@ export const WORKER_FIELDS: Readonly<Record<keyof WorkerSettings, FieldCheck>> =
   namespace: CHECKS.text,
   clientName: CHECKS.anyString,
   onOutput: expect((value) => typeof value === "function", "a function (it cannot be given in a JSON or YAML file)"),
+  logger: expect(isLogger, "a pino-compatible logger with debug, info, warn and error methods (it cannot be given in a JSON or YAML file)"),
+  logLevel: oneOf(["debug", "info", "warn", "error", "silent"]),
   restart: CHECKS.restart,
   backoff: objectOf(BACKOFF, backoffRange),
   stablePeriodMs: CHECKS.timeoutMs,
@@ -168,6 +171,7 @@ export const WORKER_FIELDS: Readonly<Record<keyof WorkerSettings, FieldCheck>> =
   maxBufferedCalls: CHECKS.countAtLeast0,
   maxMessageSize: CHECKS.countAtLeast1,
   maxPendingCalls: CHECKS.countAtLeast1,
+  metrics: CHECKS.boolean,
   idempotent: CHECKS.boolean,
   retries: CHECKS.integerAtLeast0,
   args: stringArray,

@@ -1,6 +1,7 @@
 import { SupervisorError } from "../errors.js";
 import type { SupervisorState } from "../machines/supervisor.js";
 import type { InspectOption } from "../parent/options.js";
+import type { Logger, LogLevelOption } from "../observability/logger.js";
 import type { CallProxy, DynamicFunctions } from "../parent/call-proxy.js";
 import type { ParentWorker } from "../parent/parent-worker.js";
 import type { NodeContext, SupervisedNode, TreeListener } from "./node.js";
@@ -8,6 +9,8 @@ import { Pool } from "./pool.js";
 import { checkTree, resolveChild } from "./check-spec.js";
 import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, type SupervisorSpec } from "./spec.js";
 import { Supervisor } from "./supervisor-node.js";
+import { serveHealth, type HealthOptions, type HealthServer } from "../observability/health.js";
+import { snapshotOf, type SupervisorSnapshot } from "./tree-snapshot.js";
 import { WorkerNode } from "./worker-node.js";
 
 export interface SuperviseOptions {
@@ -15,6 +18,10 @@ export interface SuperviseOptions {
   inspect?: InspectOption;
   /** Registry directory for connect-mode children (default: MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
   registryDir?: string;
+  /** A pino-compatible logger for the lifecycle events of every supervisor and worker (a worker spec's own `logger` wins). */
+  logger?: Logger;
+  /** The lowest level logged (a worker spec's own `logLevel` wins). Default: $MULTIFROST_LOG_LEVEL, else "info". */
+  logLevel?: LogLevelOption;
 }
 
 function supervisorNode(spec: SupervisorSpec, context: NodeContext, inspect?: InspectOption): Supervisor {
@@ -55,6 +62,8 @@ export class SupervisionTree {
       path: "",
       parentActor: undefined,
       registryDir: options.registryDir,
+      logger: options.logger,
+      logLevel: options.logLevel,
       emit: (event) => {
         for (const listener of this.#listeners) listener(event);
       },
@@ -76,6 +85,24 @@ export class SupervisionTree {
   /** Stops everything in reverse start order; resolves when no process of the tree is left. */
   stop(): Promise<void> {
     return this.root.stop();
+  }
+
+  /** The whole tree's state and figures as plain JSON: supervisors with their children, workers with their calls, latency, heartbeat, circuit, CPU/RSS. */
+  snapshot(): SupervisorSnapshot {
+    return snapshotOf(this.root) as SupervisorSnapshot;
+  }
+
+  /** Serves /healthz, /readyz, /metrics (Prometheus) and /tree (the snapshot) for the whole tree; 127.0.0.1 by default. */
+  serveHealth(options: HealthOptions = {}): Promise<HealthServer> {
+    const workers = (): WorkerNode[] => this.root.descendants.filter((node): node is WorkerNode => node instanceof WorkerNode);
+    return serveHealth(
+      {
+        snapshot: () => this.snapshot(),
+        workers: () => workers().map((node) => ({ snapshot: node.worker.snapshot(), latency: node.worker.metrics.latency })),
+        ready: () => this.root.state === "running",
+      },
+      options,
+    );
   }
 
   /** Every transition of every actor in the tree. Returns an unsubscribe function. */

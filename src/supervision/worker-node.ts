@@ -102,7 +102,9 @@ function createWorker(spec: WorkerSpec, context: NodeContext, path: string): Par
     supervised: true,
     parentActor: context.parentActor,
     registryDir: settings.registryDir ?? context.registryDir,
+    logger: settings.logger ?? context.logger,
+    logLevel: settings.logLevel ?? context.logLevel,
   };
-  if (spawn !== undefined) return ParentWorker.spawn(spawn, executable ?? "node", options);
+  if (spawn !== undefined) return ParentWorker.spawn(spawn, executable, options);
   return ParentWorker.forService(connect!, options);
 }
