@@ -55,6 +55,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** The checked settings this worker runs with (every duration in ms). */
   readonly settings: ResolvedOptions;
   readonly autoRestart: boolean;
+  /** Spawn mode (a process of ours), as opposed to connect mode. */
+  readonly spawned: boolean;
   /** `worker.call.<fn>()` — the same proxy a handle offers. */
   readonly call: CallProxy<DynamicFunctions>;
 
@@ -78,38 +80,8 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     this.settings = resolveOptions(options);
     this.autoRestart = options.autoRestart ?? target.kind === "connect";
     const log = createLogSink(options.logger, options.logLevel);
-    const worker = this;
-    this.#observer = new WorkerObserver({
-      name: this.name,
-      spawned: target.kind === "spawn",
-      get state() {
-        return worker.state;
-      },
-      get stateReason() {
-        return worker.stateReason;
-      },
-      get pid() {
-        return worker.pid;
-      },
-      get restartCount() {
-        return worker.restartCount;
-      },
-      get pendingCalls() {
-        return worker.pendingCalls;
-      },
-      get bufferedCalls() {
-        return worker.bufferedCalls;
-      },
-      get lastHeartbeatRttMs() {
-        return worker.lastHeartbeatRttMs;
-      },
-      get heartbeatMisses() {
-        return worker.actor.getSnapshot().context.misses;
-      },
-      get metrics() {
-        return worker.#client.metrics;
-      },
-    });
+    this.spawned = target.kind === "spawn";
+    this.#observer = new WorkerObserver(this);
     this.#printer = new OutputPrinter(this.name, (stream, line) => this.emit(stream, line), options);
     this.#client = new CallClient(
       {
@@ -218,6 +190,11 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
   /** The worker's state and figures as plain JSON: calls by outcome, latency, heartbeat, circuit, CPU/RSS. */
   snapshot(): WorkerSnapshot {
     return this.#observer.snapshot();
+  }
+
+  /** Consecutive heartbeats missed so far (0 once one is answered). */
+  get heartbeatMisses(): number {
+    return this.#lifecycle.actor.getSnapshot().context.misses;
   }
 
   /** Calls by outcome and the latency histogram (always on; also recorded through OpenTelemetry). */
