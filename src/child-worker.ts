@@ -14,6 +14,9 @@ import {
   type ResolvedChildOptions,
 } from "./child/options.js";
 import { ChildLog } from "./child/child-log.js";
+import { currentCall, type CallContext } from "./child/call-context.js";
+import { registeredTracer } from "./observability/call-tracing.js";
+import { callInvoker } from "./observability/handle-tracing.js";
 import { OutputForwarder } from "./child/output-forwarder.js";
 import { ParentWatch } from "./child/parent-watch.js";
 import {
@@ -109,6 +112,16 @@ export abstract class ChildWorker {
     return callableNames(this, ChildWorker.prototype);
   }
 
+  /**
+   * The call the running handler serves (id, function, traceparent, deadline, signal…): each
+   * async handler sees its own across awaits. Throws outside a handler (see `currentCall()`).
+   */
+  protected get call(): CallContext {
+    const call = currentCall();
+    if (call === undefined) throw new Error("this.call is only available while a handler runs (use currentCall() to test for one)");
+    return call;
+  }
+
   get stats(): Readonly<ChildWorkerStats> {
     const stats = this.#stats;
     stats.linesDropped = (this.#forwarder?.dropped ?? 0) + (this.#capture?.linesDropped ?? this.#localDropped);
@@ -152,6 +165,7 @@ export abstract class ChildWorker {
       maxQueued: this.#options.maxQueuedCalls,
       maxArgs: this.#options.maxArgs,
       onBusy: this.#log && ((running, waiting) => this.#log?.busy(running, waiting)),
+      invoke: callInvoker(registeredTracer()),
     });
     const curve = endpoint === undefined ? this.#connect?.curve : undefined;
     let zapDomain: string | undefined;

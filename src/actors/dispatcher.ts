@@ -28,6 +28,8 @@ export interface DispatcherOptions {
   listNames?: readonly string[];
   /** Told of each BusyError refusal (the refusal path only; accepted calls never call it). */
   onBusy?: (running: number, waiting: number) => void;
+  /** Invokes a handler for a call (default `handler(...call.args)`): the worker's call context and tracing. */
+  invoke?: (handler: Handler, call: CallMessage) => unknown;
 }
 
 /** Replies go to `send(context, reply)`; `context` says where (e.g. the request's frames). */
@@ -53,6 +55,7 @@ export class Dispatcher {
   #refusedBusy = 0;
   #refusedArgs = 0;
   readonly #onBusy: ((running: number, waiting: number) => void) | undefined;
+  readonly #invokeHook: ((handler: Handler, call: CallMessage) => unknown) | undefined;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#names = [...handlers.keys()].sort();
@@ -63,6 +66,7 @@ export class Dispatcher {
     this.#maxQueued = options.maxQueued ?? DISPATCHER_DEFAULTS.maxQueued;
     this.#maxArgs = options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs;
     this.#onBusy = options.onBusy;
+    this.#invokeHook = options.invoke;
   }
 
   /** Calls refused because `maxQueued` calls were already waiting. */
@@ -134,7 +138,8 @@ export class Dispatcher {
   #invoke(call: CallMessage, handler: Handler): WireMessage | Promise<WireMessage> {
     let result: unknown;
     try {
-      result = handler(...call.args);
+      const invoke = this.#invokeHook;
+      result = invoke === undefined ? handler(...call.args) : invoke(handler, call);
     } catch (thrown) {
       return errorReply(call.id, thrown);
     }

@@ -25,6 +25,8 @@ import {
   type RejectReason,
 } from "../wire/index.js";
 import { CallMetrics, DisabledCallMetrics } from "../observability/call-metrics.js";
+import { CallTracing } from "../observability/call-tracing.js";
+import type { Metadata } from "../wire/messages.js";
 import type { CallOptions } from "./call-proxy.js";
 import { checkRetries, isValidTimeout, type OutputStream, type ResolvedOptions } from "./options.js";
 import { RestartBuffer } from "./restart-buffer.js";
@@ -96,6 +98,8 @@ export class CallClient {
   readonly #buffer: RestartBuffer;
   /** Calls by outcome and their latency (always on, cheap), also recorded through OpenTelemetry. */
   readonly metrics: CallMetrics;
+  /** Client spans and the `multifrost:call` channel (nothing per call when neither is on). */
+  readonly #tracing: CallTracing;
   #gate: Gate = Gate.Closed;
   #state: ConnectionState = "idle";
   #probeId: string | undefined;
@@ -113,6 +117,7 @@ export class CallClient {
     this.#calls = new CallTable((call) => this.#timeoutError(call));
     this.#buffer = new RestartBuffer(this.#calls, this.#heartbeatIds, this.#stats);
     this.metrics = settings.metrics ? new CallMetrics(host.name) : new DisabledCallMetrics(host.name);
+    this.#tracing = new CallTracing(host.name);
   }
 
   get stats(): Readonly<CallClientStats> {
@@ -169,6 +174,13 @@ export class CallClient {
     clientName: string | undefined,
     options: CallOptions | undefined,
   ): Promise<unknown> {
+    const id = nextMessageId();
+    if (!this.#tracing.on) return this.#call(id, functionName, args, timeout, namespace, clientName, options, undefined);
+    return this.#tracing.trace(id, functionName, args, (metadata) => this.#call(id, functionName, args, timeout, namespace, clientName, options, metadata));
+  }
+
+  #call(id: string, functionName: string, args: unknown[], timeout: number | undefined, namespace: string | undefined,
+    clientName: string | undefined, options: CallOptions | undefined, metadata: Metadata | undefined): Promise<unknown> {
     const gate = this.#gate;
     if (gate === Gate.Closed) return Promise.reject(this.#host.notRunningError());
     if (gate === Gate.CircuitOpen || (gate === Gate.HalfOpen && this.#probeId !== undefined)) {
@@ -199,7 +211,6 @@ export class CallClient {
         new WorkerUnavailableError(this.#host.name, `has ${this.#calls.size} calls pending (maxPendingCalls ${this.#settings.maxPendingCalls})`),
       );
     }
-    const id = nextMessageId();
     const ns = namespace ?? this.#namespace;
     const client = clientName ?? this.#clientName;
     let wireArgs: unknown[];
@@ -207,7 +218,7 @@ export class CallClient {
     let retries = 0;
     try {
       wireArgs = prepareForWire(args, "args") as unknown[];
-      bytes = encodeMessage(createCall(id, functionName, wireArgs, ns, client));
+      bytes = encodeMessage(createCall(id, functionName, wireArgs, ns, client, metadata));
       if (bytes.length > this.#settings.maxMessageSize) {
         throw new EncodeError("args", `the call is ${bytes.length} bytes, over maxMessageSize (${this.#settings.maxMessageSize})`);
       }
@@ -216,7 +227,7 @@ export class CallClient {
       return Promise.reject(error);
     }
     const promise = this.#calls.register(id, functionName, timeoutMs, ns);
-    if (retries > 0) this.#buffer.keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, retriesLeft: retries });
+    if (retries > 0) this.#buffer.keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, metadata, retriesLeft: retries });
     if (gate === Gate.Buffer) {
       this.#buffer.push(id, bytes);
       return promise;

@@ -2,6 +2,7 @@ import type { CallTable, PendingCall } from "../actors/call-table.js";
 import type { DealerChannel } from "../actors/zmq-channel.js";
 import { CallTimeoutError } from "../errors.js";
 import { createCall, encodeMessage, nextMessageId } from "../wire/index.js";
+import type { Metadata } from "../wire/messages.js";
 
 /**
  * The calls that wait for a worker to be (back) up (DESIGN §4, at-most-once): calls made while it
@@ -22,6 +23,8 @@ export interface RetryableCall {
   args: unknown[];
   namespace: string;
   clientName: string | undefined;
+  /** The call's metadata (trace context), sent again with each retry. */
+  metadata: Metadata | undefined;
   retriesLeft: number;
 }
 
@@ -130,7 +133,7 @@ export class RestartBuffer {
       return;
     }
     const id = nextMessageId();
-    const bytes = encodeMessage(createCall(id, recipe.functionName, recipe.args, recipe.namespace, recipe.clientName));
+    const bytes = encodeMessage(createCall(id, recipe.functionName, recipe.args, recipe.namespace, recipe.clientName, recipe.metadata));
     this.#retryable.set(id, { ...recipe, retriesLeft: recipe.retriesLeft - 1 });
     this.#reregister(call, id, remaining, () => this.#retryable.delete(id));
     this.#stats.retries++;

@@ -66,6 +66,7 @@ export function createCall(
   args: WireValue[],
   namespace: string = DEFAULT_NAMESPACE,
   clientName?: string,
+  metadata?: Metadata,
 ): CallMessage {
   const message: CallMessage = {
     app: APP_ID,
@@ -77,6 +78,8 @@ export function createCall(
     namespace,
   };
   if (clientName !== undefined) message.client_name = clientName;
+  // Only when given: a call without metadata stays byte-identical to a v4 call.
+  if (metadata !== undefined) message.metadata = metadata;
   return message;
 }
 

@@ -1,0 +1,103 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { CallMessage, Metadata } from "../wire/messages.js";
+
+/**
+ * The call a TS worker's handler is running, as `this.call` (or `currentCall()`): the same fields
+ * the Python library's `self.call` has, read from the call message and its `metadata` map
+ * (docs/wire.md). Async handlers each see their own call across awaits (AsyncLocalStorage,
+ * switched on by the first async handler: a worker with only synchronous handlers never pays for
+ * it, and its handlers see their call while they run, not in callbacks they schedule).
+ */
+export interface CallContext {
+  /** The call message's id. */
+  readonly id: string;
+  readonly function: string;
+  readonly namespace: string;
+  readonly clientName: string | undefined;
+  /** W3C trace context from `metadata.traceparent` / `metadata.tracestate`, when sent. */
+  readonly traceparent: string | undefined;
+  readonly tracestate: string | undefined;
+  /** When the caller stops waiting, in ms since the epoch (`metadata.deadline` is in seconds), when sent. */
+  readonly deadline: number | undefined;
+  /** Never aborts yet: a placeholder for call cancellation. */
+  readonly signal: AbortSignal;
+  /** The call's whole `metadata` map (empty when none was sent). */
+  readonly metadata: Readonly<Metadata>;
+}
+
+const NO_METADATA: Readonly<Metadata> = Object.freeze({});
+
+/** Built per call; everything but the id and names is read from the message when first asked for. */
+export class IncomingCall implements CallContext {
+  readonly #message: CallMessage;
+  #signal: AbortSignal | undefined;
+
+  constructor(message: CallMessage) {
+    this.#message = message;
+  }
+
+  get id(): string {
+    return this.#message.id;
+  }
+  get function(): string {
+    return this.#message.function;
+  }
+  get namespace(): string {
+    return this.#message.namespace;
+  }
+  get clientName(): string | undefined {
+    return this.#message.client_name;
+  }
+  get metadata(): Readonly<Metadata> {
+    const metadata = this.#message.metadata;
+    return typeof metadata === "object" && metadata !== null && !Array.isArray(metadata) ? metadata : NO_METADATA;
+  }
+  get traceparent(): string | undefined {
+    const value = this.metadata.traceparent;
+    return typeof value === "string" ? value : undefined;
+  }
+  get tracestate(): string | undefined {
+    const value = this.metadata.tracestate;
+    return typeof value === "string" ? value : undefined;
+  }
+  get deadline(): number | undefined {
+    const value = this.metadata.deadline;
+    return typeof value === "number" && Number.isFinite(value) ? value * 1000 : undefined;
+  }
+  get signal(): AbortSignal {
+    this.#signal ??= new AbortController().signal;
+    return this.#signal;
+  }
+  toJSON(): object {
+    const { id, function: fn, namespace, clientName, traceparent, tracestate, deadline } = this;
+    return { id, function: fn, namespace, clientName, traceparent, tracestate, deadline };
+  }
+}
+
+const storage = new AsyncLocalStorage<CallContext>();
+/** The call a synchronous handler is running (set only while it runs; wins over the storage). */
+let runningSync: CallContext | undefined;
+const AsyncFunction = (async () => undefined).constructor;
+let storageOn = false;
+
+/** The call being handled here, or undefined outside a handler. */
+export function currentCall(): CallContext | undefined {
+  return runningSync ?? storage.getStore();
+}
+
+/** Runs `handler(...args)` as the handling of `call`. */
+export function runInCall(call: CallContext, handler: (...args: unknown[]) => unknown, args: unknown[]): unknown {
+  // Once an async handler has switched the storage on (its cost is then paid), every handler uses
+  // it, so callbacks a synchronous handler schedules never see another call's context either.
+  if (storageOn || handler.constructor === AsyncFunction) {
+    storageOn = true;
+    return storage.run(call, handler, ...args);
+  }
+  const previous = runningSync;
+  runningSync = call;
+  try {
+    return handler(...args);
+  } finally {
+    runningSync = previous;
+  }
+}
