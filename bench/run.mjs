@@ -351,7 +351,7 @@ async function main() {
   log(`raw data: ${file}`);
 
   if (!argv.includes("--no-supervision")) {
-    for (const script of ["./supervision.mjs", "./restart-latency.mjs", "./spawn-channel.mjs", "./connect-scale.mjs", "./metrics-cost.mjs"]) {
+    for (const script of ["./supervision.mjs", "./restart-latency.mjs", "./spawn-channel.mjs", "./connect-scale.mjs", "./metrics-cost.mjs", "./tracing-cost.mjs"]) {
       console.log("");
       const code = await new Promise((resolve, reject) => {
         const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...argv], { stdio: "inherit" });
