@@ -10,5 +10,8 @@ export declare function findMachines(moduleExports: Record<string, unknown>): Ar
 /** One machine as the text of a Mermaid stateDiagram-v2 (without the ``` fence). */
 export declare function renderMachine(machine: AnyStateMachine): string;
 
+/** The Mermaid id renderMachine gives each state, by the state's dotted path ("" for a drawn root). */
+export declare function stateIds(machine: AnyStateMachine): Record<string, string>;
+
 /** The whole of docs/machines.md for the machines among `moduleExports`. */
 export declare function renderDocument(moduleExports: Record<string, unknown>): string;

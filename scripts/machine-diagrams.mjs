@@ -256,6 +256,19 @@ export function renderMachine(machine) {
   return lines.join("\n");
 }
 
+/**
+ * The Mermaid id renderMachine gives each state, by the state's path ("live.health.connected"; the
+ * root, when drawn, under ""). The dashboard uses it to find a state's node in the rendered SVG.
+ */
+export function stateIds(machine) {
+  if (!isStateMachine(machine)) throw new TypeError("stateIds: not an XState state machine");
+  const root = machine.root;
+  const wrapRoot = root.type !== "compound" || edgesOf(root).length > 0 || root.invoke.length > 0;
+  const ids = {};
+  for (const [node, id] of assignIds(machine, wrapRoot)) ids[node.path.join(".")] = id;
+  return ids;
+}
+
 /** The whole of docs/machines.md for the machines among `moduleExports` (e.g. dist/machines). */
 export function renderDocument(moduleExports) {
   const machines = findMachines(moduleExports);

@@ -18,6 +18,17 @@ fi
 
 npm ci --no-audit --no-fund
 
+# Debian's chromium, for the dashboard's browser test (test/dashboard.test.ts, driven by playwright-core).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium
+  else
+    echo "setup: run as root, or install chromium with apt-get: test/dashboard.test.ts is skipped without it" >&2
+  fi
+fi
+
 # The Python worker library, installed the way a user would (pip install ./python into a venv that
 # sees Debian's python3-zmq/python3-msgpack); npm test runs its pytest suite with that venv.
 bash scripts/setup-python.sh >/dev/null

@@ -53,7 +53,7 @@ describe("the npm package", () => {
   it("lists what a user needs and nothing of the repository's own machinery (this checkout, npm pack --dry-run)", () => {
     const { files } = pack(root, ["--dry-run", "--ignore-scripts"]);
     const paths = files.map((file) => file.path);
-    for (const needed of ["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/machines/index.js", "dist/machines/index.d.ts", "docs/api.md", "docs/wire.md"]) {
+    for (const needed of ["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/machines/index.js", "dist/machines/index.d.ts", "docs/api.md", "docs/wire.md", "assets/mermaid.min.js", "assets/mermaid.LICENSE", "assets/machines.json"]) {
       expect(paths, needed).toContain(needed);
     }
     const forbidden = paths.filter((path) => FORBIDDEN.some((pattern) => pattern.test(path)));

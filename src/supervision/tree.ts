@@ -10,6 +10,7 @@ import { checkTree, resolveChild } from "./check-spec.js";
 import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, type SupervisorSpec } from "./spec.js";
 import { Supervisor } from "./supervisor-node.js";
 import { serveHealth, type HealthOptions, type HealthServer } from "../observability/health.js";
+import { serveDashboard, type DashboardOptions, type DashboardServer } from "../dashboard/server.js";
 import { snapshotOf, type SupervisorSnapshot } from "./tree-snapshot.js";
 import { WorkerNode } from "./worker-node.js";
 
@@ -103,6 +104,11 @@ export class SupervisionTree {
       },
       options,
     );
+  }
+
+  /** Serves the live dashboard (the tree, each worker's machine and transitions, over SSE); 127.0.0.1 by default. */
+  serveDashboard(options: DashboardOptions = {}): Promise<DashboardServer> {
+    return serveDashboard({ snapshot: () => this.snapshot(), subscribe: (listener) => this.subscribe(listener) }, options);
   }
 
   /** Every transition of every actor in the tree. Returns an unsubscribe function. */
