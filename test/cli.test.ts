@@ -278,6 +278,22 @@ describe("multifrost services and call", () => {
     expect((await cli(["call", "svc-a", "add", "1", "1", "--registry-dir", services.registryDir])).stdout).toBe("2\n");
   });
 
+  it("call --curve reaches a CURVE service with a client key pair made by keygen; services marks it", async () => {
+    const keys = join(dir, "keys");
+    expect((await cli(["keygen", "server", "--dir", keys])).code).toBe(0);
+    const client = JSON.parse((await cli(["keygen", "client", "--dir", keys, "--json"])).stdout) as { publicKey: string };
+    await services.startService("secure", process.execPath, [fixture("curve-service.mjs")], {
+      MULTIFROST_KEYS_DIR: keys,
+      MF_CURVE_NAME: "server",
+      MF_AUTHORIZED: client.publicKey,
+    });
+    expect((await cli(["services"], env())).stdout).toMatch(/^secure\s+\d+\s+\d+\s+alive\s+\S+\s+yes$/m);
+    expect(await cli(["call", "secure", "add", "20", "22", "--curve", "client"], { ...env(), MULTIFROST_KEYS_DIR: keys })).toEqual({ code: 0, stdout: "42\n", stderr: "" });
+    const refused = await cli(["call", "secure", "add", "1", "2"], env());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/curve/i);
+  });
+
   it("call arguments are JSON where they parse, else strings; BigInt and bytes print readably both ways", async () => {
     await services.startService("math", process.execPath, [fixture("math-worker.mjs")]);
     const call = async (...args: string[]): Promise<string> => {

@@ -9,6 +9,7 @@ interface CallFlags {
   namespace?: string;
   registryDir?: string;
   stack?: boolean;
+  curve?: string;
 }
 
 /** `multifrost call <service-id> <function> [args…]`: one call to a registered service, its result as JSON on stdout. */
@@ -21,6 +22,7 @@ export function addCallCommand(program: Command): void {
     .argument("[args...]", "arguments: JSON where they parse (5, true, [1,2], '{\"a\":1}'), else strings; 123n is a BigInt, {\"$bin\":\"<base64>\"} bytes")
     .option("--timeout <ms>", "how long to wait for the answer, in ms (default 30000)", positiveNumber)
     .option("--namespace <ns>", "the namespace the call is for (default: \"default\")")
+    .option("--curve <name>", "call a CURVE service with this client key pair (from the keys directory; see keygen)")
     .option("--stack", "with a remote error, print the remote stack (or Python traceback) too")
     .option("--registry-dir <dir>", "the registry directory (default: $MULTIFROST_REGISTRY_DIR, else ~/.multifrost)")
     .addHelpText(
@@ -39,6 +41,7 @@ async function callService(serviceId: string, functionName: string, args: unknow
     worker = await ParentWorker.connect(serviceId, 0, {
       ...(flags.registryDir !== undefined && { registryDir: flags.registryDir }),
       ...(flags.namespace !== undefined && { namespace: flags.namespace }),
+      ...(flags.curve !== undefined && { curve: flags.curve }),
       autoRestart: false,
       onOutput: () => undefined,
     });
