@@ -81,33 +81,62 @@ try {
   console.log(`   stopped; processes left: ${alive.length === 0 ? "none" : alive.join(", ")}`);
 }
 
-step("supervised: a tree whose workers come back by themselves");
+step("supervised: a tree whose workers come back by themselves — live at the dashboard URL below");
 const tree = supervise({
   id: "root",
   strategy: "one_for_one",
   intensity: 5,
-  period: 10_000,
+  periodMs: 10_000,
   children: [
-    worker({ id: "math", spawn: here("../python/math_worker.py"), executable: python, backoff: { minMs: 100, maxMs: 2000, jitter: 0.2 } }),
+    worker({ id: "math", spawn: here("../python/math_worker.py"), executable: python, idempotent: true, backoff: { minMs: 100, maxMs: 2000, jitter: 0.2 } }),
     worker({ id: "text", spawn: here("./text-worker.js") }),
   ],
 });
 tree.subscribe((e) => {
   if (e.kind === "worker") console.log(`   [${e.path}] ${e.from} → ${e.to} (${e.reason})`);
 });
+const dashboard = await tree.serveDashboard({ port: Number(process.env.MULTIFROST_DASHBOARD_PORT ?? 0) });
 try {
   await tree.start();
+  console.log(`   dashboard: ${dashboard.url}  (open it while the demo runs; MULTIFROST_DEMO_LINGER_MS=30000 keeps it up longer)`);
   const supervisedMath = tree.get<MathWorker>("math");
+  const supervisedText = tree.get<TextWorker>("text");
+  // Real work on both, in a loop, while the Python worker is killed midway.
   const firstPid = tree.worker("math").pid!;
-  console.log(`   add(1, 2) = ${await supervisedMath.call.add(1, 2)} from python pid ${firstPid}; now kill -9 it`);
+  let ok = 0;
+  let failed = 0;
+  const work = async (rounds: number): Promise<void> => {
+    for (let i = 0; i < rounds; i++) {
+      try {
+        const counts = await supervisedText.call.wordCount(`round ${i} of the demo and the supervised tree`);
+        const stats = await supervisedMath.call.describe(Object.values(counts));
+        if (stats.count > 0) ok++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await work(200);
+  console.log(`   ${ok} rounds of TS → Python work done; now kill -9 the Python worker (pid ${firstPid})`);
   process.kill(firstPid, "SIGKILL");
-  // Sent before the death is noticed, so it is in flight when the process goes: marked idempotent,
-  // it is sent again once the worker is back instead of failing with WorkerExitedError.
-  const sum = await supervisedMath.call.withOptions({ idempotent: true }).add(40, 2);
-  console.log(`   add(40, 2) = ${sum} from python pid ${tree.worker("math").pid} (restarts: ${tree.worker("math").restartCount})`);
+  // The spec marks math idempotent: calls cut off by the kill are sent again once it is back.
+  await work(200);
+  const math = tree.worker("math");
+  console.log(`   ${ok} rounds done in all, ${failed} failed; python is back as pid ${math.pid} (restarts: ${math.restartCount})`);
+  const linger = Number(process.env.MULTIFROST_DEMO_LINGER_MS ?? 0);
+  if (linger > 0) await new Promise((resolve) => setTimeout(resolve, linger));
+  step("summary (tree.snapshot())");
+  for (const child of tree.snapshot().children) {
+    if (child.kind !== "worker") continue;
+    const { path, state, restarts, calls, latencyMs, lastExit } = child;
+    console.log(
+      `   ${path.padEnd(10)} ${state.padEnd(10)} restarts ${restarts}  calls ok ${calls.ok}, failed ${calls.failed}  p50 ${latencyMs.p50?.toFixed(2) ?? "-"} ms, p99 ${latencyMs.p99?.toFixed(2) ?? "-"} ms${lastExit ? `  last exit: ${lastExit.reason}` : ""}`,
+    );
+  }
 } finally {
   const pids = [tree.worker("math").pid, tree.worker("text").pid];
   await tree.stop();
+  await dashboard.close();
   const alive = pids.filter((pid) => pid !== undefined && isAlive(pid));
   console.log(`   tree stopped; processes left: ${alive.length === 0 ? "none" : alive.join(", ")}`);
 }
