@@ -140,8 +140,8 @@ describe("multifrost --help / --version", () => {
 });
 
 describe("multifrost up", () => {
-  it("starts the tree, logs transitions when not a TTY, SIGTERM stops it in order: exit 0, no process left", async () => {
-    const run = start(process.execPath, [MAIN, "up", mathTree(), "--health", "0"]);
+  it("starts the tree (with --health and --dashboard), logs transitions when not a TTY, SIGTERM stops it in order: exit 0, no process left", async () => {
+    const run = start(process.execPath, [MAIN, "up", mathTree(), "--health", "0", "--dashboard"]);
     await waitFor(() => run.stdout().includes("started: root running (2 workers)"), 15_000, "the tree to start");
     const workers = await workersBelow(run.child.pid!, 2);
     expect(run.stdout()).toMatch(/^health: http:\/\/127\.0\.0\.1:\d+\/healthz/m);
@@ -149,6 +149,9 @@ describe("multifrost up", () => {
     const health = /^health: (http:\/\/127\.0\.0\.1:\d+)/m.exec(run.stdout())![1]!;
     const tree = (await (await fetch(`${health}/tree`)).json()) as { state: string };
     expect(tree.state).toBe("running");
+    const dashboard = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/?)$/m.exec(run.stdout())?.[1];
+    expect(dashboard).toBeDefined();
+    expect((await fetch(dashboard!)).status).toBe(200);
 
     run.child.kill("SIGTERM");
     expect(await run.exited).toEqual({ code: 0, signal: null });
@@ -281,7 +284,9 @@ describe("multifrost services and call", () => {
   it("call --curve reaches a CURVE service with a client key pair made by keygen; services marks it", async () => {
     const keys = join(dir, "keys");
     expect((await cli(["keygen", "server", "--dir", keys])).code).toBe(0);
-    const client = JSON.parse((await cli(["keygen", "client", "--dir", keys, "--json"])).stdout) as { publicKey: string };
+    const made = await cli(["keygen", "client", "--dir", keys, "--json"]);
+    expect(made.code, made.stderr).toBe(0);
+    const client = JSON.parse(made.stdout) as { publicKey: string };
     await services.startService("secure", process.execPath, [fixture("curve-service.mjs")], {
       MULTIFROST_KEYS_DIR: keys,
       MF_CURVE_NAME: "server",

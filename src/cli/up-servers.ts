@@ -8,13 +8,6 @@ export interface UpServer {
   close(): Promise<void>;
 }
 
-/** What `tree.serveDashboard()` returns. */
-interface DashboardServer extends UpServer {
-  readonly port: number;
-}
-
-type ServeDashboard = (options?: { port?: number; host?: string }) => Promise<DashboardServer>;
-
 /** `--health <port>`: /healthz, /readyz, /metrics and /tree for the tree. */
 export async function startHealth(tree: SupervisionTree, port: number): Promise<UpServer> {
   try {
@@ -24,17 +17,10 @@ export async function startHealth(tree: SupervisionTree, port: number): Promise<
   }
 }
 
-/**
- * `--dashboard [port]`: the live dashboard, served by `tree.serveDashboard()`. Looked up at run
- * time so that a build without the dashboard still runs every other command and says why here.
- */
+/** `--dashboard [port]`: the live dashboard (`tree.serveDashboard()`) on 127.0.0.1. */
 export async function startDashboard(tree: SupervisionTree, port: number | undefined): Promise<UpServer> {
-  const serve = (tree as unknown as { serveDashboard?: ServeDashboard }).serveDashboard;
-  if (typeof serve !== "function") {
-    throw new CliExit(EXIT.failure, "--dashboard: this build of multifrost has no dashboard (SupervisionTree.serveDashboard is missing)");
-  }
   try {
-    return await serve.call(tree, port === undefined ? {} : { port });
+    return await tree.serveDashboard(port === undefined ? {} : { port });
   } catch (error) {
     throw new CliExit(EXIT.failure, `cannot serve the dashboard${port === undefined ? "" : ` on port ${port}`}: ${(error as Error).message}`);
   }
