@@ -53,9 +53,14 @@ describe("the npm package", () => {
   it("lists what a user needs and nothing of the repository's own machinery (this checkout, npm pack --dry-run)", () => {
     const { files } = pack(root, ["--dry-run", "--ignore-scripts"]);
     const paths = files.map((file) => file.path);
-    for (const needed of ["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/machines/index.js", "dist/machines/index.d.ts", "docs/api.md", "docs/wire.md", "assets/mermaid.min.js", "assets/mermaid.LICENSE", "assets/machines.json"]) {
+    for (const needed of ["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/machines/index.js", "dist/machines/index.d.ts", "docs/api.md", "docs/wire.md", "assets/mermaid.min.js", "assets/mermaid.LICENSE", "assets/machines.json", "docs/cli.md"]) {
       expect(paths, needed).toContain(needed);
     }
+    // The `multifrost` command: its bin is shipped and starts with a shebang (npm makes it executable on install).
+    const { bin } = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { bin: Record<string, string> };
+    expect(Object.keys(bin)).toEqual(["multifrost"]);
+    expect(paths).toContain(bin.multifrost!.replace(/^\.\//, ""));
+    expect(readFileSync(join(root, bin.multifrost!), "utf8").startsWith("#!/usr/bin/env node\n")).toBe(true);
     const forbidden = paths.filter((path) => FORBIDDEN.some((pattern) => pattern.test(path)));
     expect(forbidden).toEqual([]);
   });
@@ -178,6 +183,12 @@ describe("the npm package", () => {
       );
       const result = run(process.execPath, ["parent.cjs"], app);
       expect(result.stdout.trim()).toBe("5");
+    });
+
+    it("runs the multifrost command from the installed package", () => {
+      const main = join(app, "node_modules", "multifrost", "dist", "cli", "main.js");
+      expect(run(process.execPath, [main, "--version"], app).stdout.trim()).toBe(packed.filename.replace(/^multifrost-|\.tgz$/g, ""));
+      expect(run(process.execPath, [main, "call", "--help"], app).stdout).toContain("Usage: multifrost call");
     });
   });
 });
