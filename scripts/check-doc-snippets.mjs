@@ -9,7 +9,12 @@
 // An HTML comment right before a block, invisible on the rendered page, can add to it:
 //   <!-- snippet: declare const url: string; -->   declarations the prose stands for
 //   <!-- snippet: skip -->                          not checked (say why next to it)
-// Exit status 0 when every block compiles; the errors name the document and line otherwise.
+//   <!-- snippet: file w.mjs -->                    also saved as w.mjs for the runnable blocks
+//   <!-- snippet: run parent.mjs -->                also saved as parent.mjs and run with node
+// Runnable blocks run in test-results/doc-run/ (inside the package, so "multifrost" resolves), with
+// every `file` block beside them, and must exit 0 within 30 s.
+// Exit status 0 when every block compiles and every runnable one runs; the errors name the
+// document and line otherwise.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -29,8 +34,20 @@ export function extractSnippets(markdown, doc) {
     if (end < 0) throw new Error(`${doc}:${i + 1}: a code block that never closes`);
     const extension = LANGUAGES[open[1].toLowerCase()];
     const marker = /^<!--\s*snippet:\s*(.*?)\s*-->\s*$/.exec(lines[i - 1] ?? "");
-    if (extension && marker?.[1] !== "skip") {
-      snippets.push({ doc, line: i + 1, extension, context: marker?.[1] ?? "", body: lines.slice(i + 1, end) });
+    const saved = /^(file|run)\s+([\w.-]+)$/.exec(marker?.[1] ?? "");
+    if (saved && !extension) {
+      // A block in another language (a Python worker) saved for the runnable ones, not checked.
+      snippets.push({ doc, line: i + 1, extension: undefined, context: "", body: lines.slice(i + 1, end), save: saved[2], run: false });
+    } else if (extension && marker?.[1] !== "skip") {
+      snippets.push({
+        doc,
+        line: i + 1,
+        extension,
+        context: saved ? "" : (marker?.[1] ?? ""),
+        body: lines.slice(i + 1, end),
+        save: saved?.[2],
+        run: saved?.[1] === "run",
+      });
     }
     i = end;
   }
@@ -44,6 +61,7 @@ export function checkDocSnippets() {
   mkdirSync(out, { recursive: true });
   const files = new Map(); // file name → snippet
   for (const snippet of snippets) {
+    if (snippet.extension === undefined) continue;
     const name = `${snippet.doc.replace(/[/.]/g, "_")}_L${snippet.line}.${snippet.extension}`;
     // The context goes on the block's first line, so a line number in an error maps straight back.
     const [first = "", ...rest] = snippet.body;
@@ -79,14 +97,39 @@ export function checkDocSnippets() {
     });
     results.push({ config, status: tsc.status, output: text.trim(), count: include.length });
   }
-  return { snippets, results, ok: results.every((result) => result.status === 0) };
+  const runs = runSnippets(snippets);
+  return { snippets, results, runs, ok: results.every((result) => result.status === 0) && runs.every((run) => run.status === 0) };
+}
+
+/** Saves the `file`/`run` blocks side by side and runs each `run` block with node. */
+function runSnippets(snippets) {
+  const dir = join(root, "test-results", "doc-run");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const snippet of snippets) {
+    if (snippet.save) writeFileSync(join(dir, snippet.save), [...snippet.body, ""].join("\n"));
+  }
+  const python = process.env.MULTIFROST_PYTHON ?? "/usr/bin/python3";
+  const env = { ...process.env, MULTIFROST_PYTHON: python, PYTHONPATH: join(root, "python", "src") };
+  return snippets
+    .filter((snippet) => snippet.run)
+    .map((snippet) => {
+      const node = spawnSync(process.execPath, [snippet.save], { cwd: dir, env, encoding: "utf8", timeout: 30_000 });
+      const status = node.status ?? 1;
+      const output = `${node.stdout}${node.stderr}`.trim();
+      return { doc: snippet.doc, line: snippet.line, name: snippet.save, status, output };
+    });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { snippets, results, ok } = checkDocSnippets();
+  const { snippets, results, runs, ok } = checkDocSnippets();
   for (const { config, output, count } of results) {
     console.log(`${relative(root, join(out, config))}: ${count} block(s)${output ? `\n${output}` : ", no errors"}`);
   }
-  console.log(`${snippets.length} code blocks checked: ${ok ? "all compile" : "errors above"}`);
+  for (const run of runs) {
+    console.log(`${run.doc}:${run.line} (${run.name}): ${run.status === 0 ? "ran, exit 0" : `exit ${run.status}\n${run.output}`}`);
+  }
+  const checked = snippets.filter((snippet) => snippet.extension !== undefined).length;
+  console.log(`${checked} code blocks checked, ${runs.length} run: ${ok ? "all compile and run" : "errors above"}`);
   process.exit(ok ? 0 : 1);
 }
