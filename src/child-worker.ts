@@ -7,6 +7,7 @@ import { zapHandler } from "./actors/zap.js";
 import { RouterChannel } from "./actors/zmq-channel.js";
 import { INVALID_CALL_REASONS, invalidCallText } from "./child/invalid-call.js";
 import {
+  connectRegistry,
   resolveChildOptions,
   resolveConnectSettings,
   type ChildWorkerOptions,
@@ -14,9 +15,8 @@ import {
   type ResolvedChildOptions,
 } from "./child/options.js";
 import { ChildLog } from "./child/child-log.js";
-import { currentCall, type CallContext } from "./child/call-context.js";
-import { registeredTracer } from "./observability/call-tracing.js";
-import { callInvoker } from "./observability/handle-tracing.js";
+import { cancelCall, currentCall, releaseCall, type CallContext } from "./child/call-context.js";
+import { callInvoker, loadServerSpan } from "./observability/handle-tracing.js";
 import { OutputForwarder } from "./child/output-forwarder.js";
 import { ParentWatch } from "./child/parent-watch.js";
 import {
@@ -35,6 +35,8 @@ import {
   type RejectReason,
 } from "./wire/index.js";
 
+import type { RegistryBackend } from "./registry/index.js";
+
 export type { ChildWorkerOptions } from "./child/options.js";
 
 export interface ChildWorkerStats {
@@ -51,6 +53,10 @@ export interface ChildWorkerStats {
   callsRefusedBusy: number;
   /** Calls refused for passing more than `maxArgs` arguments. */
   callsRefusedArgs: number;
+  /** `cancel` messages that reached a waiting or running call (docs/wire.md, Cancellation). */
+  callsCancelled: number;
+  /** Of those, calls cancelled while waiting for a slot: they never ran. */
+  callsCancelledQueued: number;
 }
 
 type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
@@ -72,6 +78,8 @@ export abstract class ChildWorker {
   /** Connect mode's settings; undefined in spawn-only workers (no serviceId). */
   readonly #connect: ConnectSettings | undefined;
   #registered = false;
+  /** Connect mode: the registry this service is registered in (resolved in `run()`). */
+  #registry: RegistryBackend | undefined;
   /** A CURVE service's ZAP policy, removed when it stops. */
   #unregisterZap: (() => void) | undefined;
   #registering: Promise<void> | undefined;
@@ -97,6 +105,8 @@ export abstract class ChildWorker {
     linesDropped: 0,
     callsRefusedBusy: 0,
     callsRefusedArgs: 0,
+    callsCancelled: 0,
+    callsCancelledQueued: 0,
   };
 
   constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
@@ -127,6 +137,7 @@ export abstract class ChildWorker {
     stats.linesDropped = (this.#forwarder?.dropped ?? 0) + (this.#capture?.linesDropped ?? this.#localDropped);
     stats.callsRefusedBusy = this.#dispatcher?.refusedBusy ?? 0;
     stats.callsRefusedArgs = this.#dispatcher?.refusedArgs ?? 0;
+    stats.callsCancelledQueued = this.#dispatcher?.cancelledQueued ?? 0;
     return stats;
   }
 
@@ -139,6 +150,9 @@ export abstract class ChildWorker {
    */
   async run(): Promise<void> {
     if (this.#running) throw new Error("ChildWorker.run() called twice");
+    // Only with a tracer provider registered is there something to load (an await); else nothing.
+    const loading = loadServerSpan();
+    const inSpan = loading === undefined ? undefined : await loading;
     const portText = process.env[ENV_PORT];
     let endpoint: string | undefined;
     if (portText !== undefined) {
@@ -165,7 +179,9 @@ export abstract class ChildWorker {
       maxQueued: this.#options.maxQueuedCalls,
       maxArgs: this.#options.maxArgs,
       onBusy: this.#log && ((running, waiting) => this.#log?.busy(running, waiting)),
-      invoke: callInvoker(registeredTracer()),
+      invoke: callInvoker(inSpan),
+      onCancel: cancelCall,
+      onEnd: releaseCall,
     });
     const curve = endpoint === undefined ? this.#connect?.curve : undefined;
     let zapDomain: string | undefined;
@@ -220,7 +236,8 @@ export abstract class ChildWorker {
   async #bindAndRegister(channel: RouterChannel, connect: ConnectSettings): Promise<void> {
     try {
       const port = await channel.bind(connect.host, 0);
-      await connect.registry.register(connect.serviceId, port, process.pid, connect.curve && { publicKey: connect.curve.publicKey });
+      this.#registry = await connectRegistry(connect);
+      await this.#registry.register(connect.serviceId, port, process.pid, connect.curve && { publicKey: connect.curve.publicKey });
       this.#registered = true;
     } catch (error) {
       this.#log?.registryError("register", connect.serviceId, error);
@@ -274,6 +291,9 @@ export abstract class ChildWorker {
         this.#peers.heard(frames);
         this.#stats.heartbeatsAnswered++;
         this.#channel?.reply(frames, encodeMessage(createHeartbeatReply(message as HeartbeatMessage)));
+        return;
+      case "cancel":
+        if (this.#dispatcher?.cancel(message.id)) this.#stats.callsCancelled++;
         return;
       case "shutdown":
         if (this.#acceptShutdown) {
@@ -331,9 +351,9 @@ export abstract class ChildWorker {
     // A stop during registration waits for it, so the entry it writes is removed too.
     await this.#registering?.catch(() => undefined);
     const connect = this.#connect;
-    if (this.#registered && connect) {
+    if (this.#registered && connect && this.#registry) {
       this.#registered = false;
-      await connect.registry.unregister(connect.serviceId).catch((error: unknown) => {
+      await this.#registry.unregister(connect.serviceId).catch((error: unknown) => {
         this.#log?.registryError("unregister", connect.serviceId, error);
         process.stderr.write(`multifrost child: could not unregister '${connect.serviceId}': ${String(error)}\n`);
       });

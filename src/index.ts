@@ -8,6 +8,7 @@ export { ParentHandle } from "./parent/parent-handle.js";
 export { ChildWorker } from "./child-worker.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";
 export type { CallOptions, CallProxy, Remote, DynamicFunctions } from "./parent/call-proxy.js";
+export { AbortError } from "./parent/call-cancel.js";
 export {
   MultifrostError,
   RemoteCallError,
@@ -35,7 +36,7 @@ export type { MultifrostErrorCode } from "./errors.js";
 export type { ConnectionState, RestartType } from "./machines/connection.js";
 export { connectionMachine } from "./machines/connection.js";
 export { APP_ID, MessageType, DEFAULT_NAMESPACE } from "./wire/constants.js";
-export type { WireMessage, CallMessage, ResponseMessage, ErrorMessage, OutputMessage, HeartbeatMessage, ShutdownMessage } from "./wire/messages.js";
+export type { WireMessage, CallMessage, ResponseMessage, ErrorMessage, OutputMessage, HeartbeatMessage, ShutdownMessage, CancelMessage } from "./wire/messages.js";
 export { supervise, SupervisionTree } from "./supervision/tree.js";
 export type { SuperviseOptions } from "./supervision/tree.js";
 export { Supervisor } from "./supervision/supervisor-node.js";

@@ -30,7 +30,17 @@ export interface DispatcherOptions {
   onBusy?: (running: number, waiting: number) => void;
   /** Invokes a handler for a call (default `handler(...call.args)`): the worker's call context and tracing. */
   invoke?: (handler: Handler, call: CallMessage) => unknown;
+  /** A `cancel` came for a call that is running (async): abort what its handler sees. */
+  onCancel?: (id: string) => void;
+  /** A call handed to a handler has ended (each one, sync or async). */
+  onEnd?: (id: string) => void;
 }
+
+/** Where a call that may still be cancelled is: waiting for a slot, running (async), or cancelled while waiting. */
+const QUEUED = 0;
+const RUNNING = 1;
+const CANCELLED = 2;
+type LiveState = typeof QUEUED | typeof RUNNING | typeof CANCELLED;
 
 /** Replies go to `send(context, reply)`; `context` says where (e.g. the request's frames). */
 export type ReplyFn<C> = (context: C, reply: Buffer) => void;
@@ -56,6 +66,11 @@ export class Dispatcher {
   #refusedArgs = 0;
   readonly #onBusy: ((running: number, waiting: number) => void) | undefined;
   readonly #invokeHook: ((handler: Handler, call: CallMessage) => unknown) | undefined;
+  readonly #onCancel: ((id: string) => void) | undefined;
+  readonly #onEnd: ((id: string) => void) | undefined;
+  /** Queued calls and running async ones, by id: what a `cancel` can reach. */
+  readonly #live = new Map<string, LiveState>();
+  #cancelledQueued = 0;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#names = [...handlers.keys()].sort();
@@ -67,6 +82,28 @@ export class Dispatcher {
     this.#maxArgs = options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs;
     this.#onBusy = options.onBusy;
     this.#invokeHook = options.invoke;
+    this.#onCancel = options.onCancel;
+    this.#onEnd = options.onEnd;
+  }
+
+  /** Calls cancelled while they waited for a slot (they never ran). */
+  get cancelledQueued(): number {
+    return this.#cancelledQueued;
+  }
+
+  /**
+   * A `cancel` for call `id`: a call still waiting never runs (and gets no reply: its caller
+   * has stopped waiting); a running one is told through `onCancel`. False when no such call
+   * is waiting or running.
+   */
+  cancel(id: string): boolean {
+    const state = this.#live.get(id);
+    if (state === undefined || state === CANCELLED) return false;
+    if (state === QUEUED) {
+      this.#live.set(id, CANCELLED);
+      this.#cancelledQueued++;
+    } else this.#onCancel?.(id);
+    return true;
   }
 
   /** Calls refused because `maxQueued` calls were already waiting. */
@@ -123,15 +160,29 @@ export class Dispatcher {
         this.#onBusy?.(queue.pending, queue.size);
         return;
       }
-      // At the bound: wait in order for a slot.
-      void queue.add(() => this.#settle(this.#invoke(call, handler), context, send));
+      // At the bound: wait in order for a slot (unless cancelled meanwhile).
+      const id = call.id;
+      this.#live.set(id, QUEUED);
+      void queue.add(() => {
+        if (this.#live.get(id) === CANCELLED) {
+          this.#live.delete(id);
+          return Promise.resolve();
+        }
+        this.#live.set(id, RUNNING);
+        return this.#settle(this.#invoke(call, handler), id, context, send);
+      });
       return;
     }
     // A free slot: run now. A synchronous result is answered at once, without the queue;
     // an async one holds a queue slot until it settles, so the bound still applies.
     const outcome = this.#invoke(call, handler);
-    if (outcome instanceof Promise) void queue.add(() => this.#settle(outcome, context, send));
-    else send(context, encodeReply(outcome));
+    if (outcome instanceof Promise) {
+      this.#live.set(call.id, RUNNING);
+      void queue.add(() => this.#settle(outcome, call.id, context, send));
+    } else {
+      this.#onEnd?.(call.id);
+      send(context, encodeReply(outcome));
+    }
   }
 
   /** Calls the handler: a finished reply, or a promise of one for async handlers. */
@@ -152,8 +203,11 @@ export class Dispatcher {
     return responseReply(call.id, result);
   }
 
-  async #settle<C>(outcome: WireMessage | Promise<WireMessage>, context: C, send: ReplyFn<C>): Promise<void> {
-    send(context, encodeReply(await outcome));
+  async #settle<C>(outcome: WireMessage | Promise<WireMessage>, id: string, context: C, send: ReplyFn<C>): Promise<void> {
+    const reply = await outcome;
+    this.#live.delete(id);
+    this.#onEnd?.(id);
+    send(context, encodeReply(reply));
   }
 }
 

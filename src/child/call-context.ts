@@ -19,13 +19,37 @@ export interface CallContext {
   readonly tracestate: string | undefined;
   /** When the caller stops waiting, in ms since the epoch (`metadata.deadline` is in seconds), when sent. */
   readonly deadline: number | undefined;
-  /** Never aborts yet: a placeholder for call cancellation. */
+  /**
+   * Aborts when the caller cancels the call (its signal aborted, or its timeout passed: a
+   * `cancel` message, docs/wire.md); `reason` is an AbortError DOMException.
+   */
   readonly signal: AbortSignal;
   /** The call's whole `metadata` map (empty when none was sent). */
   readonly metadata: Readonly<Metadata>;
 }
 
 const NO_METADATA: Readonly<Metadata> = Object.freeze({});
+
+/**
+ * The signals of running calls that asked for one (or were cancelled before asking), by call id.
+ * An entry lives until `releaseCall(id)`, which the dispatcher calls when the call ends.
+ */
+const controllers = new Map<string, AbortController>();
+
+/** A `cancel` for the running call `id`: aborts its signal (now, or as it is first read). */
+export function cancelCall(id: string): void {
+  let controller = controllers.get(id);
+  if (controller === undefined) {
+    controller = new AbortController();
+    controllers.set(id, controller);
+  }
+  if (!controller.signal.aborted) controller.abort(new DOMException("The caller cancelled the call", "AbortError"));
+}
+
+/** The call `id` ended: its signal is forgotten. Cheap when no handler asked for a signal. */
+export function releaseCall(id: string): void {
+  if (controllers.size !== 0) controllers.delete(id);
+}
 
 /** Built per call; everything but the id and names is read from the message when first asked for. */
 export class IncomingCall implements CallContext {
@@ -65,7 +89,15 @@ export class IncomingCall implements CallContext {
     return typeof value === "number" && Number.isFinite(value) ? value * 1000 : undefined;
   }
   get signal(): AbortSignal {
-    this.#signal ??= new AbortController().signal;
+    if (this.#signal === undefined) {
+      const id = this.#message.id;
+      let controller = controllers.get(id);
+      if (controller === undefined) {
+        controller = new AbortController();
+        controllers.set(id, controller);
+      }
+      this.#signal = controller.signal;
+    }
     return this.#signal;
   }
   toJSON(): object {

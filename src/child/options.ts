@@ -2,7 +2,7 @@ import { DISPATCHER_DEFAULTS } from "../actors/dispatcher.js";
 import { resolveServiceCurve, type ServiceCurveOptions } from "../actors/curve.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger, LogLevelOption } from "../observability/logger.js";
-import { FileRegistry, type RegistryBackend } from "../registry/index.js";
+import type { RegistryBackend } from "../registry/index.js";
 
 /** A ChildWorker's options, their defaults and their checks. */
 
@@ -111,7 +111,9 @@ export type ResolvedChildOptions = Required<
 /** Connect mode: the name to register, where, and the interface to bind. */
 export interface ConnectSettings {
   serviceId: string;
-  registry: RegistryBackend;
+  /** The registry given, or undefined for a FileRegistry in `registryDir`, loaded only then (a spawned worker never loads registry code). */
+  registry: RegistryBackend | undefined;
+  registryDir: string | undefined;
   host: string;
   curve: ServiceCurveOptions | undefined;
 }
@@ -139,7 +141,8 @@ export function resolveConnectSettings(options: ChildWorkerOptions): ConnectSett
     ? undefined
     : {
         serviceId: options.serviceId,
-        registry: options.registry ?? new FileRegistry({ dir: options.registryDir }),
+        registry: options.registry,
+        registryDir: options.registryDir,
         host: options.host ?? "127.0.0.1",
         curve: resolveServiceCurve(options.curve, options.host ?? "127.0.0.1", options.insecure ?? false),
       };
@@ -157,4 +160,11 @@ function checkOrphanGrace(value: number | false): number | false {
     throw new InvalidArgumentError(`orphanGraceMs must be a non-negative number of milliseconds or false, got ${String(value)}`);
   }
   return value;
+}
+
+/** Connect mode's registry: the one given, else a FileRegistry (its code is imported only now). */
+export async function connectRegistry(connect: ConnectSettings): Promise<RegistryBackend> {
+  if (connect.registry !== undefined) return connect.registry;
+  const { FileRegistry } = await import("../registry/index.js");
+  return new FileRegistry({ dir: connect.registryDir });
 }

@@ -9,7 +9,7 @@ import { LatencyHistogram } from "./histogram.js";
  * SDK before creating the worker (without one, nothing is built or called per call).
  */
 
-export type CallOutcome = "ok" | "remote_error" | "timeout" | "transport" | "circuit_open" | "unavailable";
+export type CallOutcome = "ok" | "remote_error" | "timeout" | "transport" | "circuit_open" | "unavailable" | "cancelled";
 
 export interface CallCounts {
   ok: number;
@@ -22,6 +22,8 @@ export interface CallCounts {
   circuitOpen: number;
   /** Refused because too many calls were buffered or pending. */
   unavailable: number;
+  /** Aborted by the caller's `signal` (not a failure: the circuit breaker never counts it). */
+  cancelled: number;
 }
 
 const RPC_SYSTEM = "multifrost";
@@ -47,7 +49,7 @@ function instruments(): Instruments | undefined {
 }
 
 export class CallMetrics {
-  readonly counts: CallCounts = { ok: 0, remoteError: 0, timeout: 0, transport: 0, circuitOpen: 0, unavailable: 0 };
+  readonly counts: CallCounts = { ok: 0, remoteError: 0, timeout: 0, transport: 0, circuitOpen: 0, unavailable: 0, cancelled: 0 };
   readonly latency = new LatencyHistogram();
   readonly #path: string;
   readonly #otel = instruments();
@@ -84,6 +86,9 @@ export class CallMetrics {
         break;
       case "unavailable":
         this.counts.unavailable += count;
+        break;
+      case "cancelled":
+        this.counts.cancelled += count;
         break;
     }
     this.#otel?.calls.add(count, this.#attributesOf(functionName, outcome));

@@ -1,14 +1,14 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Tracer } from "@opentelemetry/api";
 import { tracingChannel } from "node:diagnostics_channel";
 import { IncomingCall, runInCall } from "../child/call-context.js";
 import type { CallMessage } from "../wire/messages.js";
-import { failSpan } from "./call-tracing.js";
 
 /**
  * The child side of tracing (docs/observability.md, Tracing): every handler runs as the handling
  * of its call (`this.call`); with a tracer provider registered in the worker it runs in a SERVER
  * span continuing the caller's `traceparent`; while `multifrost:handle` has subscribers, the
- * channel sees start/end (and asyncStart/asyncEnd for async handlers) and error.
+ * channel sees start/end (and asyncStart/asyncEnd for async handlers) and error. This module does
+ * not import `@opentelemetry/api` (a lean child never loads it): the SERVER span lives in
+ * handle-span.ts, imported only when the application registered a tracer provider.
  */
 
 export const HANDLE_CHANNEL = "multifrost:handle";
@@ -27,54 +27,30 @@ const handleChannel = tracingChannel<unknown, HandleChannelContext>(HANDLE_CHANN
 
 type Handler = (...args: unknown[]) => unknown;
 
-/** How a worker invokes a handler for a call (the Dispatcher's `invoke` option). */
-export function callInvoker(tracer: Tracer | undefined): (handler: Handler, call: CallMessage) => unknown {
-  return (handler, call) => {
-    const incoming = new IncomingCall(call);
-    if (tracer === undefined && !handleChannel.hasSubscribers) return runInCall(incoming, handler, call.args);
-    const run = (): unknown => runInCall(incoming, handler, call.args);
-    if (!handleChannel.hasSubscribers) return inServerSpan(tracer!, incoming, run);
-    const channelContext: HandleChannelContext = { functionName: call.function, args: call.args, id: call.id };
-    return traced(channelContext, tracer === undefined ? run : () => inServerSpan(tracer, incoming, run));
-  };
+/** Runs a handler (`run`) in a SERVER span continuing the caller's trace (see handle-span.ts). */
+export type ServerSpan = (incoming: IncomingCall, run: () => unknown) => unknown;
+
+/**
+ * The SERVER-span runner when the application registered an OpenTelemetry tracer provider, else
+ * undefined. Registering one sets the API's global (`Symbol.for("opentelemetry.js.api.1")`, key
+ * `trace`); without it `@opentelemetry/api` is not even imported.
+ */
+export function loadServerSpan(): Promise<ServerSpan | undefined> | undefined {
+  const api = (globalThis as Record<symbol, unknown>)[Symbol.for("opentelemetry.js.api.1")];
+  if (typeof api !== "object" || api === null || !("trace" in api)) return undefined; // synchronously: no await in run()
+  return import("./handle-span.js").then(({ serverSpan }) => serverSpan());
 }
 
-function inServerSpan(tracer: Tracer, incoming: IncomingCall, run: () => unknown): unknown {
-  const carrier: Record<string, string> = {};
-  const { traceparent, tracestate } = incoming;
-  if (traceparent !== undefined) carrier.traceparent = traceparent;
-  if (tracestate !== undefined) carrier.tracestate = tracestate;
-  const parent = propagation.extract(ROOT_CONTEXT, carrier);
-  const span = tracer.startSpan(
-    incoming.function,
-    { kind: SpanKind.SERVER, attributes: { "rpc.system": "multifrost", "rpc.method": incoming.function } },
-    parent,
-  );
-  return context.with(trace.setSpan(parent, span), () => {
-    let result: unknown;
-    try {
-      result = run();
-    } catch (error) {
-      failSpan(span, error);
-      span.end();
-      throw error;
-    }
-    if (!isThenable(result)) {
-      span.end();
-      return result;
-    }
-    return Promise.resolve(result).then(
-      (value) => {
-        span.end();
-        return value;
-      },
-      (error: unknown) => {
-        failSpan(span, error);
-        span.end();
-        throw error;
-      },
-    );
-  });
+/** How a worker invokes a handler for a call (the Dispatcher's `invoke` option). */
+export function callInvoker(inSpan: ServerSpan | undefined): (handler: Handler, call: CallMessage) => unknown {
+  return (handler, call) => {
+    const incoming = new IncomingCall(call);
+    if (inSpan === undefined && !handleChannel.hasSubscribers) return runInCall(incoming, handler, call.args);
+    const run = (): unknown => runInCall(incoming, handler, call.args);
+    if (!handleChannel.hasSubscribers) return inSpan!(incoming, run);
+    const channelContext: HandleChannelContext = { functionName: call.function, args: call.args, id: call.id };
+    return traced(channelContext, inSpan === undefined ? run : () => inSpan(incoming, run));
+  };
 }
 
 /** As TracingChannel's traceSync, or tracePromise when the handler returns a promise. */

@@ -63,6 +63,7 @@ export function prometheusText(workers: readonly WorkerMetrics[]): string {
         transport: c.transport,
         circuit_open: c.circuitOpen,
         unavailable: c.unavailable,
+        cancelled: c.cancelled,
       };
       for (const [outcome, value] of Object.entries(outcomes)) out.push(`multifrost_calls_total${labels({ path: snapshot.path, outcome })} ${value}`);
     }

@@ -11,24 +11,26 @@ import {
   SendFailedError,
   WorkerUnavailableError,
 } from "../errors.js";
-import { LIVE_STATES as LIVE, type ConnectionEvent, type ConnectionState } from "../machines/connection.js";
+import { LIVE_STATES as LIVE, type ConnectionState } from "../machines/connection.js";
 import {
   DEFAULT_NAMESPACE,
   RejectedFrame,
   createCall,
+  createCancel,
   createHeartbeat,
   encodeMessage,
   nextMessageId,
   parseFrame,
   parseRemoteError,
   prepareForWire,
-  type RejectReason,
 } from "../wire/index.js";
 import { CallMetrics, DisabledCallMetrics } from "../observability/call-metrics.js";
 import { CallTracing } from "../observability/call-tracing.js";
 import type { Metadata } from "../wire/messages.js";
+import type { CallClientHost, CallClientStats } from "./call-client-host.js";
+import { AbortError, abortErrorFor, bindSignal, isAbortSignal } from "./call-cancel.js";
 import type { CallOptions } from "./call-proxy.js";
-import { checkRetries, isValidTimeout, type OutputStream, type ResolvedOptions } from "./options.js";
+import { checkRetries, isValidTimeout, type ResolvedOptions } from "./options.js";
 import { RestartBuffer } from "./restart-buffer.js";
 
 /**
@@ -39,30 +41,7 @@ import { RestartBuffer } from "./restart-buffer.js";
  * outcome), never individual calls.
  */
 
-export interface CallClientStats {
-  callsSent: number;
-  /** Replies whose id matched no pending call (late after a timeout, or duplicates). */
-  unmatchedReplies: number;
-  /** Frames dropped as invalid, by reason. */
-  rejected: Partial<Record<RejectReason, number>>;
-  /** Idempotent calls sent again after the worker came back. */
-  retries: number;
-}
-
-/** What the client needs from its owner. */
-export interface CallClientHost {
-  readonly name: string;
-  tell(event: ConnectionEvent): void;
-  /** An output line the worker forwarded as a message. */
-  output(stream: OutputStream, line: string): void;
-  /** Why calls are refused now (stopped, failed…). */
-  notRunningError(): Error;
-  /** Why the connection is in its current state. */
-  stateReason(): string;
-  /** A heartbeat was answered (the tick usage sampling rides on). */
-  heartbeat?(): void;
-}
-
+export type { CallClientHost, CallClientStats } from "./call-client-host.js";
 /** How a call is handled in the current state; a number so the hot path is one switch. */
 const enum Gate {
   Send,
@@ -92,7 +71,7 @@ export class CallClient {
   readonly #namespace: string;
   readonly #clientName: string | undefined;
   readonly #calls: CallTable;
-  readonly #stats: CallClientStats = { callsSent: 0, unmatchedReplies: 0, rejected: {}, retries: 0 };
+  readonly #stats: CallClientStats = { callsSent: 0, unmatchedReplies: 0, rejected: {}, retries: 0, cancelsSent: 0 };
   readonly #window: FailureWindow | undefined;
   readonly #heartbeatIds = new Set<string>();
   readonly #buffer: RestartBuffer;
@@ -181,6 +160,9 @@ export class CallClient {
 
   #call(id: string, functionName: string, args: unknown[], timeout: number | undefined, namespace: string | undefined,
     clientName: string | undefined, options: CallOptions | undefined, metadata: Metadata | undefined): Promise<unknown> {
+    const signal = options?.signal;
+    if (signal !== undefined && !isAbortSignal(signal)) return Promise.reject(new InvalidArgumentError("signal must be an AbortSignal"));
+    if (signal?.aborted) return Promise.reject(abortErrorFor(signal, functionName));
     const gate = this.#gate;
     if (gate === Gate.Closed) return Promise.reject(this.#host.notRunningError());
     if (gate === Gate.CircuitOpen || (gate === Gate.HalfOpen && this.#probeId !== undefined)) {
@@ -228,14 +210,30 @@ export class CallClient {
     }
     const promise = this.#calls.register(id, functionName, timeoutMs, ns);
     if (retries > 0) this.#buffer.keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, metadata, retriesLeft: retries });
-    if (gate === Gate.Buffer) {
-      this.#buffer.push(id, bytes);
-      return promise;
+    if (gate === Gate.Buffer) this.#buffer.push(id, bytes);
+    else {
+      if (gate === Gate.HalfOpen) this.#sendProbe(id, promise);
+      this.#stats.callsSent++;
+      this.#channel!.send(bytes, id);
     }
-    if (gate === Gate.HalfOpen) this.#sendProbe(id, promise);
-    this.#stats.callsSent++;
-    this.#channel!.send(bytes, id);
-    return promise;
+    return signal === undefined ? promise : bindSignal(signal, functionName, promise, (error) => this.#cancel(id, error));
+  }
+
+  /** A call's signal aborted: out of the table (a late reply is unmatched) and the buffer, or `cancel` to the worker. */
+  #cancel(id: string, error: AbortError): void {
+    const call = this.#calls.take(id);
+    if (call === undefined) return; // settled already, or being retried under another id
+    this.#settled();
+    this.metrics.failed(call.functionName, "cancelled");
+    if (!this.#buffer.drop(id)) this.#sendCancel(id);
+    call.reject(error);
+  }
+
+  /** Tells the worker a sent call is no longer wanted (v4 peers ignore it: best effort). */
+  #sendCancel(id: string): void {
+    if (this.#channel === undefined) return;
+    this.#stats.cancelsSent++;
+    this.#channel.send(encodeMessage(createCancel(id)));
   }
 
   /** One heartbeat through the current channel, resolving with its round-trip time in ms. */
@@ -268,7 +266,11 @@ export class CallClient {
     };
     promise.then(
       () => settle(true, ""),
-      (error: unknown) => settle(!this.#countsAsFailure(error), `probe failed: ${error instanceof Error ? error.message : String(error)}`),
+      (error: unknown) => {
+        // A cancelled probe says nothing about the worker: the next call is the probe.
+        if (error instanceof AbortError) this.#probeId = this.#probeId === id ? undefined : this.#probeId;
+        else settle(!this.#countsAsFailure(error), `probe failed: ${error instanceof Error ? error.message : String(error)}`);
+      },
     );
   }
 
@@ -408,6 +410,7 @@ export class CallClient {
   #timeoutError(call: PendingCall): Error {
     if (this.#heartbeatIds.has(call.id)) return new CallTimeoutError(call.functionName, call.timeoutMs);
     this.metrics.failed(call.functionName, "timeout");
+    if (!this.#buffer.isBuffered(call.id)) this.#sendCancel(call.id);
     this.#recordFailure(`'${call.functionName}' timed out`);
     // A worker in another namespace ignores the call silently: say so when the namespace is not the default.
     const hint = call.namespace === DEFAULT_NAMESPACE ? undefined : `namespace '${call.namespace}': a worker in another namespace ignores the call`;

@@ -19,6 +19,12 @@ export interface CallOptions {
   idempotent?: boolean;
   /** How many times an idempotent call may be re-sent. Default 1. */
   retries?: number;
+  /**
+   * Aborting it rejects the call at once with an `AbortError` (`cause`: the signal's reason) and
+   * sends the worker a `cancel` (a call still waiting to be sent is just dropped). Multifrost
+   * workers abort the handler's `this.call.signal`; v4 workers ignore it (best effort).
+   */
+  signal?: AbortSignal;
 }
 
 type AnyFunction = (...args: never[]) => unknown;

@@ -323,9 +323,13 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     return this.#lifecycle.hold(reason);
   }
 
-  /** v4 API: `callFunction(name, args, timeoutMs, namespace, clientName)`. */
-  callFunction<T = unknown>(functionName: string, args: unknown[] = [], timeout?: number, namespace?: string, clientName?: string): Promise<T> {
-    return this.#client.call(functionName, args, timeout, namespace, clientName, undefined) as Promise<T>;
+  /**
+   * v4 API: `callFunction(name, args, timeoutMs, namespace, clientName)`, plus optional per-call
+   * `options` (e.g. `{ signal }`); a positional argument wins over the same option.
+   */
+  callFunction<T = unknown>(functionName: string, args: unknown[] = [], timeout?: number, namespace?: string, clientName?: string, options?: CallOptions): Promise<T> {
+    if (options === undefined) return this.#client.call(functionName, args, timeout, namespace, clientName, undefined) as Promise<T>;
+    return this.#client.call(functionName, args, timeout ?? options.timeout, namespace ?? options.namespace, clientName ?? options.clientName, options) as Promise<T>;
   }
 
   /** Calls `functionName(...args)` with per-call options (what `handle.call.withOptions(o).fn()` does). */

@@ -53,6 +53,20 @@ export class RestartBuffer {
     this.#buffer.push({ id, bytes });
   }
 
+  /** Whether the call `id` waits in the buffer (was never sent). */
+  isBuffered(id: string): boolean {
+    return this.#buffer.some((call) => call.id === id);
+  }
+
+  /** Forgets a cancelled call: out of the buffer and its retry recipe; true when it was still buffered (never sent). */
+  drop(id: string): boolean {
+    this.#retryable.delete(id);
+    const index = this.#buffer.findIndex((call) => call.id === id);
+    if (index < 0) return false;
+    this.#buffer.splice(index, 1);
+    return true;
+  }
+
   /** Drops the calls that timed out while waiting. */
   prune(): void {
     this.#buffer = this.#buffer.filter((call) => this.#calls.has(call.id));

@@ -23,6 +23,8 @@ export interface WorkerSnapshot {
     transport: number;
     circuitOpen: number;
     unavailable: number;
+    /** Aborted by the caller (not counted in `failed`). */
+    cancelled: number;
     inFlight: number;
     buffered: number;
   };
@@ -133,6 +135,7 @@ export class WorkerObserver {
         transport: counts.transport,
         circuitOpen: counts.circuitOpen,
         unavailable: counts.unavailable,
+        cancelled: counts.cancelled,
         inFlight: worker.pendingCalls,
         buffered: worker.bufferedCalls,
       },

@@ -9,6 +9,8 @@ export const MessageType = {
   STDERR: "stderr",
   HEARTBEAT: "heartbeat",
   SHUTDOWN: "shutdown",
+  /** Multifrost extension (docs/wire.md, Cancellation): v4 peers ignore it. */
+  CANCEL: "cancel",
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 

@@ -48,13 +48,22 @@ export interface ShutdownMessage extends BaseMessage {
   type: "shutdown";
 }
 
+/**
+ * Multifrost extension (docs/wire.md, Cancellation): the caller no longer wants the reply of the
+ * call whose `id` this carries (the call's own id: ids are per call, so no second field is needed).
+ */
+export interface CancelMessage extends BaseMessage {
+  type: "cancel";
+}
+
 export type WireMessage =
   | CallMessage
   | ResponseMessage
   | ErrorMessage
   | OutputMessage
   | HeartbeatMessage
-  | ShutdownMessage;
+  | ShutdownMessage
+  | CancelMessage;
 
 function now(): number {
   return Date.now() / 1000;
@@ -118,6 +127,11 @@ export function createHeartbeatReply(request: HeartbeatMessage): HeartbeatMessag
 
 export function createShutdown(id: string): ShutdownMessage {
   return { app: APP_ID, id, type: MessageType.SHUTDOWN, timestamp: now() };
+}
+
+/** Cancels the call `callId` (sent with the call's own id). */
+export function createCancel(callId: string): CancelMessage {
+  return { app: APP_ID, id: callId, type: MessageType.CANCEL, timestamp: now() };
 }
 
 /** Renders any thrown value as the v4 error string `"<Type>: <message>"`. */

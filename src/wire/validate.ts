@@ -91,6 +91,9 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       break;
     case "shutdown":
       break;
+    case "cancel":
+      if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
+      break;
     default:
       // Unknown types are ignored (spec §33.2); new features may ride on them.
       return new RejectedFrame("unknown-type", id, type);

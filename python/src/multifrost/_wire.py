@@ -25,7 +25,7 @@ MAX_PORT: Final = 65535
 #: Largest message accepted or sent (bytes); the socket refuses larger ones too.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
 
-KNOWN_TYPES: Final = frozenset({"call", "response", "error", "stdout", "stderr", "heartbeat", "shutdown"})
+KNOWN_TYPES: Final = frozenset({"call", "response", "error", "stdout", "stderr", "heartbeat", "shutdown", "cancel"})
 
 # Ids: 32 hex digits (uuid4().hex form), a random prefix per process plus a counter.
 _id_prefix = os.urandom(8).hex()
@@ -213,6 +213,9 @@ def parse_frame(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> dic
             del message["metadata"]
     elif msg_type == "shutdown":
         pass
+    elif msg_type == "cancel":  # Multifrost extension (docs/wire.md, Cancellation)
+        if msg_id is None:
+            return Rejected("missing-id", None, msg_type)
     else:
         return Rejected("unknown-type", msg_id, msg_type)
     return message

@@ -61,6 +61,17 @@ class CallContext:
     #: Seconds since the epoch by which the caller stops waiting (`metadata.deadline`), if sent.
     deadline: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Set when the caller cancels the call (a `cancel` message: its signal aborted or it timed out).
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the caller has cancelled this call; a handler may stop early (its result is dropped)."""
+        return self._cancel.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Sleeps until the call is cancelled or `timeout` seconds pass; True when cancelled."""
+        return self._cancel.wait(timeout)
 
     def remaining(self) -> float | None:
         """Seconds left until the deadline (may be negative), or None without one."""
@@ -296,7 +307,11 @@ class _Runtime:
             "send_failures": 0,
             "lines_forwarded": 0,
             "lines_dropped": 0,
+            "calls_cancelled": 0,
+            "calls_cancelled_queued": 0,
         }
+        #: Calls handed to a handler thread or task and not finished, by id: what a `cancel` reaches.
+        self._live: dict[str, CallContext] = {}
 
         self.context: zmq.Context[Any] | None = None
         self.sock: zmq.Socket[Any] | None = None
@@ -508,19 +523,40 @@ class _Runtime:
 
     # -- handler threads -------------------------------------------------------------------------
 
+    def _skip_cancelled(self, context: CallContext) -> bool:
+        """A call cancelled while it waited never runs and gets no reply (its caller stopped waiting)."""
+        if not context.cancelled:
+            return False
+        self._live.pop(context.id, None)
+        self._out.put(("done",))
+        self._wake()
+        return True
+
     def _run_sync(self, handler: Callable[..., Any], args: list[Any], context: CallContext, envelope: list[bytes]) -> None:
+        if self._skip_cancelled(context):
+            return
+        handed_off = False
+        try:
+            handed_off = self._run_sync_call(handler, args, context, envelope)
+        finally:
+            if not handed_off:
+                self._live.pop(context.id, None)
+
+    def _run_sync_call(self, handler: Callable[..., Any], args: list[Any], context: CallContext, envelope: list[bytes]) -> bool:
+        """Runs a sync handler; True when its result is an awaitable handed to the loop (still live)."""
         token = _current_call.set(context)
         try:
             result = handler(*args)
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error reply
             self._reply_error(context.id, exc, envelope)
-            return
+            return False
         finally:
             _current_call.reset(token)
         if inspect.isawaitable(result) and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._finish_awaitable(result, context, envelope), self.loop)
-            return
+            return True
         self._post_reply(envelope, wire.encode_reply(wire.create_response(context.id, result), self.settings.max_message_size))
+        return False
 
     async def _finish_awaitable(self, awaitable: Any, context: CallContext, envelope: list[bytes]) -> None:
         _current_call.set(context)
@@ -529,17 +565,23 @@ class _Runtime:
         except BaseException as exc:  # noqa: BLE001
             self._reply_error(context.id, exc, envelope)
             return
+        finally:
+            self._live.pop(context.id, None)
         self._post_reply(envelope, wire.encode_reply(wire.create_response(context.id, result), self.settings.max_message_size))
 
     async def _run_async(self, handler: Callable[..., Any], args: list[Any], context: CallContext, envelope: list[bytes]) -> None:
         assert self._async_slots is not None
         async with self._async_slots:
+            if self._skip_cancelled(context):
+                return
             _current_call.set(context)  # this task's own context copy
             try:
                 result = await handler(*args)
             except BaseException as exc:  # noqa: BLE001 (CancelledError at shutdown included)
                 self._reply_error(context.id, exc, envelope)
                 return
+            finally:
+                self._live.pop(context.id, None)
         self._post_reply(envelope, wire.encode_reply(wire.create_response(context.id, result), self.settings.max_message_size))
 
     def _reply_error(self, msg_id: str, exc: BaseException, envelope: list[bytes]) -> None:
@@ -636,6 +678,11 @@ class _Runtime:
             self._heard(envelope)
             self.counters["heartbeats_answered"] += 1
             self._send_local(envelope, wire.create_heartbeat_reply(message))
+        elif msg_type == "cancel":
+            context = self._live.get(message["id"])
+            if context is not None and not context.cancelled:
+                context._cancel.set()
+                self.counters["calls_cancelled"] += 1
         elif msg_type == "shutdown":
             if self.accept_shutdown:
                 self.request_stop("shutdown-message")
@@ -676,6 +723,7 @@ class _Runtime:
             return
         context = _call_context(message)
         args = message["args"]
+        self._live[msg_id] = context
         self.inflight += 1
         self.idle.clear()
         try:
@@ -686,6 +734,7 @@ class _Runtime:
                 assert self.executor is not None
                 self.executor.submit(self._run_sync, handler, args, context, envelope)
         except RuntimeError as exc:  # executor or loop already shut down
+            self._live.pop(msg_id, None)
             self._call_done()
             self._send_local(envelope, wire.create_error(msg_id, f"WorkerStoppingError: {exc}"))
 
@@ -704,6 +753,10 @@ class _Runtime:
             return None
         if item[0] == "reply":
             return (item[1], item[2], True)
+        if item[0] == "done":  # a cancelled call that never ran: no reply
+            self.counters["calls_cancelled_queued"] += 1
+            self._call_done()
+            return []
         # An output line: one message per known parent.
         payload = item[1]
         self.counters["lines_forwarded"] += 1
