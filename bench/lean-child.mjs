@@ -14,8 +14,8 @@ import { median, percentile } from "./lib/measure.mjs";
 
 const roundsArg = process.argv.slice(2).find((a) => a.startsWith("--rounds="));
 const ROUNDS = roundsArg ? Number(roundsArg.slice("--rounds=".length)) : 30;
-const FULL = fileURLToPath(new URL("./workers/echo-worker.mjs", import.meta.url));
-const LEAN = fileURLToPath(new URL("./workers/echo-worker-lean.mjs", import.meta.url));
+const FULL = fileURLToPath(new URL("./workers/echo-worker-full.mjs", import.meta.url));
+const LEAN = fileURLToPath(new URL("./workers/echo-worker.mjs", import.meta.url));
 const RAW_CHILD = fileURLToPath(new URL("./lib/raw-child.mjs", import.meta.url));
 
 async function ours(script) {
