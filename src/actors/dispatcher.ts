@@ -1,5 +1,5 @@
+import PQueue from "p-queue";
 import { EncodeError } from "../errors.js";
-import { SlotQueue } from "./slot-queue.js";
 import {
   createError,
   createResponse,
@@ -12,7 +12,7 @@ import {
 
 /**
  * The child-side call dispatcher: looks the function up in a fixed table, runs it under a
- * concurrency bound (SlotQueue) (async handlers overlap) and encodes the reply. Replies go to
+ * p-queue concurrency bound (async handlers overlap) and encodes the reply. Replies go to
  * `send`; nothing here touches a socket.
  */
 export type Handler = (...args: unknown[]) => unknown;
@@ -59,7 +59,7 @@ export class Dispatcher {
   /** Handlers and the list names, in one table (a list name wins over a handler of that name). */
   readonly #table: ReadonlyMap<string, Handler | typeof LIST>;
   readonly #names: string[];
-  readonly #queue: SlotQueue;
+  readonly #queue: PQueue;
   readonly #maxQueued: number;
   readonly #maxArgs: number;
   #refusedBusy = 0;
@@ -77,7 +77,7 @@ export class Dispatcher {
     const table = new Map<string, Handler | typeof LIST>(handlers);
     for (const name of options.listNames ?? ["listFunctions", "list_functions"]) table.set(name, LIST);
     this.#table = table;
-    this.#queue = new SlotQueue(options.concurrency);
+    this.#queue = new PQueue({ concurrency: options.concurrency });
     this.#maxQueued = options.maxQueued ?? DISPATCHER_DEFAULTS.maxQueued;
     this.#maxArgs = options.maxArgs ?? DISPATCHER_DEFAULTS.maxArgs;
     this.#onBusy = options.onBusy;
@@ -163,7 +163,7 @@ export class Dispatcher {
       // At the bound: wait in order for a slot (unless cancelled meanwhile).
       const id = call.id;
       this.#live.set(id, QUEUED);
-      queue.add(() => {
+      void queue.add(() => {
         if (this.#live.get(id) === CANCELLED) {
           this.#live.delete(id);
           return Promise.resolve();
@@ -178,7 +178,7 @@ export class Dispatcher {
     const outcome = this.#invoke(call, handler);
     if (outcome instanceof Promise) {
       this.#live.set(call.id, RUNNING);
-      queue.add(() => this.#settle(outcome, call.id, context, send));
+      void queue.add(() => this.#settle(outcome, call.id, context, send));
     } else {
       this.#onEnd?.(call.id);
       send(context, encodeReply(outcome));
