@@ -57,6 +57,8 @@ export interface ChildWorkerStats {
   callsCancelled: number;
   /** Of those, calls cancelled while waiting for a slot: they never ran. */
   callsCancelledQueued: number;
+  /** `chunk` messages sent by streaming handlers (docs/wire.md, Streaming). */
+  chunksSent: number;
 }
 
 type StopReason = "shutdown-message" | "signal" | "parent-gone" | "api";
@@ -107,6 +109,7 @@ export abstract class ChildWorker {
     callsRefusedArgs: 0,
     callsCancelled: 0,
     callsCancelledQueued: 0,
+    chunksSent: 0,
   };
 
   constructor(serviceIdOrOptions?: string | ChildWorkerOptions) {
@@ -138,6 +141,7 @@ export abstract class ChildWorker {
     stats.callsRefusedBusy = this.#dispatcher?.refusedBusy ?? 0;
     stats.callsRefusedArgs = this.#dispatcher?.refusedArgs ?? 0;
     stats.callsCancelledQueued = this.#dispatcher?.cancelledQueued ?? 0;
+    stats.chunksSent = this.#dispatcher?.chunksSent ?? 0;
     return stats;
   }
 
@@ -294,6 +298,9 @@ export abstract class ChildWorker {
         return;
       case "cancel":
         if (this.#dispatcher?.cancel(message.id)) this.#stats.callsCancelled++;
+        return;
+      case "credit":
+        this.#dispatcher?.credit(message.id, message.n);
         return;
       case "shutdown":
         if (this.#acceptShutdown) {

@@ -1,6 +1,7 @@
 import PQueue from "p-queue";
 import { EncodeError } from "../errors.js";
 import {
+  createChunk,
   createError,
   createResponse,
   encodeMessage,
@@ -71,6 +72,9 @@ export class Dispatcher {
   /** Queued calls and running async ones, by id: what a `cancel` can reach. */
   readonly #live = new Map<string, LiveState>();
   #cancelledQueued = 0;
+  /** Running streams (docs/wire.md, Streaming), by call id: their credit and whether cancelled. */
+  readonly #streams = new Map<string, StreamState>();
+  #chunksSent = 0;
 
   constructor(handlers: ReadonlyMap<string, Handler>, options: DispatcherOptions) {
     this.#names = [...handlers.keys()].sort();
@@ -102,8 +106,29 @@ export class Dispatcher {
     if (state === QUEUED) {
       this.#live.set(id, CANCELLED);
       this.#cancelledQueued++;
-    } else this.#onCancel?.(id);
+    } else {
+      this.#onCancel?.(id);
+      const stream = this.#streams.get(id);
+      if (stream !== undefined) {
+        stream.cancelled = true;
+        stream.wake?.();
+      }
+    }
     return true;
+  }
+
+  /** A `credit` for the stream of call `id`: it may send `n` more chunks. False for no such stream. */
+  credit(id: string, n: number): boolean {
+    const stream = this.#streams.get(id);
+    if (stream === undefined) return false;
+    stream.credit += n;
+    stream.wake?.();
+    return true;
+  }
+
+  /** `chunk` messages sent, all streams together. */
+  get chunksSent(): number {
+    return this.#chunksSent;
   }
 
   /** Calls refused because `maxQueued` calls were already waiting. */
@@ -169,13 +194,13 @@ export class Dispatcher {
           return Promise.resolve();
         }
         this.#live.set(id, RUNNING);
-        return this.#settle(this.#invoke(call, handler), id, context, send);
+        return this.#settle(this.#invoke(call, handler, context, send), id, context, send);
       });
       return;
     }
     // A free slot: run now. A synchronous result is answered at once, without the queue;
     // an async one holds a queue slot until it settles, so the bound still applies.
-    const outcome = this.#invoke(call, handler);
+    const outcome = this.#invoke(call, handler, context, send);
     if (outcome instanceof Promise) {
       this.#live.set(call.id, RUNNING);
       void queue.add(() => this.#settle(outcome, call.id, context, send));
@@ -186,7 +211,7 @@ export class Dispatcher {
   }
 
   /** Calls the handler: a finished reply, or a promise of one for async handlers. */
-  #invoke(call: CallMessage, handler: Handler): WireMessage | Promise<WireMessage> {
+  #invoke<C>(call: CallMessage, handler: Handler, context: C, send: ReplyFn<C>): WireMessage | Promise<WireMessage> {
     let result: unknown;
     try {
       const invoke = this.#invokeHook;
@@ -194,6 +219,7 @@ export class Dispatcher {
     } catch (thrown) {
       return errorReply(call.id, thrown);
     }
+    if (call.stream !== undefined && isAsyncIterable(result)) return this.#stream(call.id, result, call.stream.credit, context, send);
     if (isThenable(result)) {
       return Promise.resolve(result).then(
         (value) => responseReply(call.id, value),
@@ -201,6 +227,45 @@ export class Dispatcher {
       );
     }
     return responseReply(call.id, result);
+  }
+
+  /**
+   * Sends what a generator handler yields as `chunk`s, never more than the caller's credit ahead
+   * (the generator waits for a `credit`), then the ending `response` (null) or `error`. A `cancel`
+   * stops it at its next step (`return()` runs its `finally` blocks).
+   */
+  async #stream<C>(id: string, iterable: AsyncIterable<unknown>, credit: number, context: C, send: ReplyFn<C>): Promise<WireMessage> {
+    const state: StreamState = { credit, cancelled: false, wake: undefined };
+    this.#streams.set(id, state);
+    const iterator = iterable[Symbol.asyncIterator]();
+    let seq = 0;
+    try {
+      for (;;) {
+        while (state.credit <= 0 && !state.cancelled) await new Promise<void>((resolve) => (state.wake = resolve));
+        state.wake = undefined;
+        if (state.cancelled) break;
+        const step = await iterator.next();
+        if (step.done) return responseReply(id, null);
+        if (state.cancelled) break;
+        let bytes: Buffer;
+        try {
+          bytes = encodeMessage(createChunk(id, seq, prepareForWire(step.value, "result")));
+        } catch (thrown) {
+          await iterator.return?.();
+          return errorReply(id, thrown);
+        }
+        seq++;
+        state.credit--;
+        this.#chunksSent++;
+        send(context, bytes);
+      }
+      await iterator.return?.();
+      return responseReply(id, null);
+    } catch (thrown) {
+      return errorReply(id, thrown);
+    } finally {
+      this.#streams.delete(id);
+    }
   }
 
   async #settle<C>(outcome: WireMessage | Promise<WireMessage>, id: string, context: C, send: ReplyFn<C>): Promise<void> {
@@ -222,6 +287,16 @@ function responseReply(id: string, result: unknown): WireMessage {
 function errorReply(id: string, thrown: unknown): WireMessage {
   const { error, stack } = formatRemoteError(thrown);
   return createError(id, error, stack);
+}
+
+interface StreamState {
+  credit: number;
+  cancelled: boolean;
+  wake: (() => void) | undefined;
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === "object" && value !== null && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

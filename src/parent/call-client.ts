@@ -17,6 +17,7 @@ import {
   RejectedFrame,
   createCall,
   createCancel,
+  createCredit,
   createHeartbeat,
   encodeMessage,
   nextMessageId,
@@ -30,8 +31,10 @@ import type { Metadata } from "../wire/messages.js";
 import type { CallClientHost, CallClientStats } from "./call-client-host.js";
 import { AbortError, abortErrorFor, bindSignal, isAbortSignal } from "./call-cancel.js";
 import type { CallOptions } from "./call-proxy.js";
+import { CallStream, streamIdleMs, type StreamSink } from "./call-stream.js";
 import { checkRetries, isValidTimeout, type ResolvedOptions } from "./options.js";
 import { RestartBuffer } from "./restart-buffer.js";
+import { GATES, Gate } from "./call-gates.js";
 
 /**
  * The parent's calls to one worker (DESIGN §3, §4): the pending-call table, the buffer of calls
@@ -42,29 +45,6 @@ import { RestartBuffer } from "./restart-buffer.js";
  */
 
 export type { CallClientHost, CallClientStats } from "./call-client-host.js";
-/** How a call is handled in the current state; a number so the hot path is one switch. */
-const enum Gate {
-  Send,
-  Buffer,
-  CircuitOpen,
-  HalfOpen,
-  Closed,
-}
-
-const GATES: Record<ConnectionState, Gate> = {
-  idle: Gate.Closed,
-  spawning: Gate.Buffer,
-  connecting: Gate.Buffer,
-  connected: Gate.Send,
-  degraded: Gate.Send,
-  "circuit-open": Gate.CircuitOpen,
-  "half-open": Gate.HalfOpen,
-  restarting: Gate.Buffer,
-  stopping: Gate.Closed,
-  stopped: Gate.Closed,
-  failed: Gate.Closed,
-};
-
 export class CallClient {
   readonly #host: CallClientHost;
   readonly #settings: ResolvedOptions;
@@ -75,6 +55,7 @@ export class CallClient {
   readonly #window: FailureWindow | undefined;
   readonly #heartbeatIds = new Set<string>();
   readonly #buffer: RestartBuffer;
+  readonly #streams = new Map<string, StreamSink>();
   /** Calls by outcome and their latency (always on, cheap), also recorded through OpenTelemetry. */
   readonly metrics: CallMetrics;
   /** Client spans and the `multifrost:call` channel (nothing per call when neither is on). */
@@ -158,8 +139,17 @@ export class CallClient {
     return this.#tracing.trace(id, functionName, args, (metadata) => this.#call(id, functionName, args, timeout, namespace, clientName, options, metadata));
   }
 
-  #call(id: string, functionName: string, args: unknown[], timeout: number | undefined, namespace: string | undefined,
-    clientName: string | undefined, options: CallOptions | undefined, metadata: Metadata | undefined): Promise<unknown> {
+  /** `worker.stream(…)`: a call whose values come as `chunk`s (call-stream.ts); `timeout` is per chunk, no retries. */
+  stream(functionName: string, args: unknown[], options: CallOptions | undefined): CallStream {
+    const idleMs = streamIdleMs(options, this.#settings.defaultTimeoutMs);
+    const start = (id: string, signal: AbortSignal, stream: { credit: number }) =>
+      this.#call(id, functionName, args, Infinity, options?.namespace, options?.clientName, { ...options, idempotent: false, signal, stream }, undefined);
+    const sendCredit = (id: string, n: number) => this.#channel?.send(encodeMessage(createCredit(id, n)));
+    return new CallStream(functionName, idleMs, { sinks: this.#streams, start, sendCredit }, options?.signal);
+  }
+
+  #call(id: string, functionName: string, args: unknown[], timeout: number | undefined, namespace: string | undefined, clientName: string | undefined,
+    options: (CallOptions & { stream?: { credit: number } }) | undefined, metadata: Metadata | undefined): Promise<unknown> {
     const signal = options?.signal;
     if (signal !== undefined && !isAbortSignal(signal)) return Promise.reject(new InvalidArgumentError("signal must be an AbortSignal"));
     if (signal?.aborted) return Promise.reject(abortErrorFor(signal, functionName));
@@ -200,7 +190,7 @@ export class CallClient {
     let retries = 0;
     try {
       wireArgs = prepareForWire(args, "args") as unknown[];
-      bytes = encodeMessage(createCall(id, functionName, wireArgs, ns, client, metadata));
+      bytes = encodeMessage(createCall(id, functionName, wireArgs, ns, client, metadata, options?.stream));
       if (bytes.length > this.#settings.maxMessageSize) {
         throw new EncodeError("args", `the call is ${bytes.length} bytes, over maxMessageSize (${this.#settings.maxMessageSize})`);
       }
@@ -346,6 +336,9 @@ export class CallClient {
         call.reject(new RemoteCallError(remote.type, remote.message, remote.stack, call.functionName));
         return;
       }
+      case "chunk":
+        this.#streams.get(message.id)?.chunk(message.seq, message.value);
+        return;
       case "heartbeat":
         if (!this.#heartbeatIds.has(message.id) || !this.#calls.resolve(message.id, message)) this.#stats.unmatchedReplies++;
         return;

@@ -9,6 +9,7 @@ import { createLogSink } from "../observability/logger.js";
 import { FileRegistry, type RegistryBackend } from "../registry/index.js";
 import { CallClient, type CallClientStats } from "./call-client.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
+import { createStreamProxy, type CallStream, type StreamProxy } from "./call-stream.js";
 import { defaultInterpreter } from "./interpreter.js";
 import { connectionInputOf } from "./connection-input.js";
 import { resolveOptions, type ConnectOptions, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
@@ -341,6 +342,14 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     ) as Promise<T>;
   }
 
+  /**
+   * Calls `functionName(...args)` as a stream (docs/api.md, Streaming): the values the worker's
+   * generator yields, as an AsyncIterable. `options.timeout` bounds each wait for the next value.
+   */
+  stream<T = unknown>(functionName: string, args: unknown[] = [], options?: CallOptions): CallStream<T> {
+    return this.#client.stream(functionName, args, options) as CallStream<T>;
+  }
+
   /** Sends a heartbeat and resolves with the round-trip time in ms. */
   async ping(timeoutMs = this.settings.heartbeatTimeoutMs): Promise<number> {
     const state = this.#lifecycle.state;
@@ -363,10 +372,13 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 export class ParentHandle<T extends object = DynamicFunctions> {
   readonly worker: ParentWorker;
   readonly call: CallProxy<T>;
+  /** `handle.stream.<fn>(...args)`: the values a generator method yields, as an AsyncIterable. */
+  readonly stream: StreamProxy<T>;
 
   constructor(worker: ParentWorker) {
     this.worker = worker;
     this.call = createCallProxy<T>((fn, args, options) => worker.invoke(fn, args, options));
+    this.stream = createStreamProxy<T>((fn, args, options) => worker.stream(fn, args, options));
   }
 
   start(): Promise<void> {

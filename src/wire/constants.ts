@@ -11,6 +11,10 @@ export const MessageType = {
   SHUTDOWN: "shutdown",
   /** Multifrost extension (docs/wire.md, Cancellation): v4 peers ignore it. */
   CANCEL: "cancel",
+  /** Multifrost extension (docs/wire.md, Streaming): one value of a streamed call (child → parent). */
+  CHUNK: "chunk",
+  /** Multifrost extension (docs/wire.md, Streaming): more chunks a stream may send (parent → child). */
+  CREDIT: "credit",
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 

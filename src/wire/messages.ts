@@ -19,6 +19,8 @@ export interface CallMessage extends BaseMessage {
   args: WireValue[];
   namespace: string;
   client_name?: string;
+  /** Multifrost extension (docs/wire.md, Streaming): the caller wants the result as a stream. */
+  stream?: { credit: number };
 }
 
 export interface ResponseMessage extends BaseMessage {
@@ -56,6 +58,19 @@ export interface CancelMessage extends BaseMessage {
   type: "cancel";
 }
 
+/** Multifrost extension (docs/wire.md, Streaming): value number `seq` of the stream of call `id`. */
+export interface ChunkMessage extends BaseMessage {
+  type: "chunk";
+  seq: number;
+  value: WireValue;
+}
+
+/** Multifrost extension (docs/wire.md, Streaming): the stream of call `id` may send `n` more chunks. */
+export interface CreditMessage extends BaseMessage {
+  type: "credit";
+  n: number;
+}
+
 export type WireMessage =
   | CallMessage
   | ResponseMessage
@@ -63,7 +78,9 @@ export type WireMessage =
   | OutputMessage
   | HeartbeatMessage
   | ShutdownMessage
-  | CancelMessage;
+  | CancelMessage
+  | ChunkMessage
+  | CreditMessage;
 
 function now(): number {
   return Date.now() / 1000;
@@ -76,6 +93,7 @@ export function createCall(
   namespace: string = DEFAULT_NAMESPACE,
   clientName?: string,
   metadata?: Metadata,
+  stream?: { credit: number },
 ): CallMessage {
   const message: CallMessage = {
     app: APP_ID,
@@ -89,6 +107,7 @@ export function createCall(
   if (clientName !== undefined) message.client_name = clientName;
   // Only when given: a call without metadata stays byte-identical to a v4 call.
   if (metadata !== undefined) message.metadata = metadata;
+  if (stream !== undefined) message.stream = stream;
   return message;
 }
 
@@ -132,6 +151,14 @@ export function createShutdown(id: string): ShutdownMessage {
 /** Cancels the call `callId` (sent with the call's own id). */
 export function createCancel(callId: string): CancelMessage {
   return { app: APP_ID, id: callId, type: MessageType.CANCEL, timestamp: now() };
+}
+
+export function createChunk(callId: string, seq: number, value: WireValue): ChunkMessage {
+  return { app: APP_ID, id: callId, type: MessageType.CHUNK, timestamp: now(), seq, value: value === undefined ? null : value };
+}
+
+export function createCredit(callId: string, n: number): CreditMessage {
+  return { app: APP_ID, id: callId, type: MessageType.CREDIT, timestamp: now(), n };
 }
 
 /** Renders any thrown value as the v4 error string `"<Type>: <message>"`. */

@@ -14,6 +14,8 @@ export type RejectReason =
   | "bad-namespace"
   | "bad-error"
   | "bad-output"
+  | "bad-chunk"
+  | "bad-credit"
   | "unknown-type";
 
 /** A frame that failed validation; `id` is set when it was readable, so the sender can be told. */
@@ -63,6 +65,7 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       if (message.client_name === undefined && typeof message.clientName === "string") {
         message.client_name = message.clientName;
       }
+      if (message.stream !== undefined && !Number.isInteger((message.stream as { credit?: unknown } | null)?.credit)) delete message.stream;
       break;
     case "response":
       if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
@@ -93,6 +96,15 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       break;
     case "cancel":
       if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
+      break;
+    case "chunk":
+      if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
+      if (!Number.isInteger(message.seq) || (message.seq as number) < 0) return new RejectedFrame("bad-chunk", id, type);
+      if (message.value === undefined) message.value = null;
+      break;
+    case "credit":
+      if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
+      if (!Number.isInteger(message.n) || (message.n as number) < 0) return new RejectedFrame("bad-credit", id, type);
       break;
     default:
       // Unknown types are ignored (spec §33.2); new features may ride on them.
