@@ -42,6 +42,16 @@ describe("streaming, TS child", () => {
     expect(await worker.invoke<Produced>("produced", [])).toEqual({ produced: 0, stopped: 0 });
   });
 
+  it("this.call works inside a generator: each step runs in its own call", async () => {
+    const w = workers.spawn(fixture("stream-worker.mjs"));
+    await w.start();
+    const ids: unknown[] = [];
+    for await (const id of w.stream("callIds", [5])) ids.push(id);
+    expect(ids).toHaveLength(5);
+    expect(new Set(ids).size).toBe(1);
+    expect(typeof ids[0]).toBe("string");
+  });
+
   it("a slow consumer keeps the worker at most `credit` chunks ahead", async () => {
     const worker = workers.spawn(fixture("stream-worker.mjs"));
     await worker.start();

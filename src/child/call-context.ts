@@ -110,6 +110,7 @@ const storage = new AsyncLocalStorage<CallContext>();
 /** The call a synchronous handler is running (set only while it runs; wins over the storage). */
 let runningSync: CallContext | undefined;
 const AsyncFunction = (async () => undefined).constructor;
+const AsyncGeneratorFunction = async function* () {}.constructor;
 let storageOn = false;
 
 /** The call being handled here, or undefined outside a handler. */
@@ -121,9 +122,11 @@ export function currentCall(): CallContext | undefined {
 export function runInCall(call: CallContext, handler: (...args: unknown[]) => unknown, args: unknown[]): unknown {
   // Once an async handler has switched the storage on (its cost is then paid), every handler uses
   // it, so callbacks a synchronous handler schedules never see another call's context either.
-  if (storageOn || handler.constructor === AsyncFunction) {
+  if (storageOn || handler.constructor === AsyncFunction || handler.constructor === AsyncGeneratorFunction) {
     storageOn = true;
-    return storage.run(call, handler, ...args);
+    const result = storage.run(call, handler, ...args);
+    // A generator's body runs on each next(), later and elsewhere: run those in the call too.
+    return isAsyncIterator(result) ? iterateInCall(call, result) : result;
   }
   const previous = runningSync;
   runningSync = call;
@@ -132,4 +135,24 @@ export function runInCall(call: CallContext, handler: (...args: unknown[]) => un
   } finally {
     runningSync = previous;
   }
+}
+
+function isAsyncIterator(value: unknown): value is AsyncIterableIterator<unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as AsyncIterableIterator<unknown>).next === "function" &&
+    typeof (value as AsyncIterableIterator<unknown>)[Symbol.asyncIterator] === "function"
+  );
+}
+
+/** The same iterator, each step of which runs as the handling of `call` (so `this.call` works in generators). */
+function iterateInCall(call: CallContext, iterator: AsyncIterableIterator<unknown>): AsyncIterableIterator<unknown> {
+  const wrapped: AsyncIterableIterator<unknown> = {
+    next: (...value: [] | [unknown]) => storage.run(call, () => iterator.next(...value)),
+    return: (value?: unknown) => storage.run(call, () => iterator.return?.(value) ?? Promise.resolve({ done: true as const, value })),
+    throw: (error?: unknown) => storage.run(call, () => iterator.throw?.(error) ?? Promise.reject(error)),
+    [Symbol.asyncIterator]: () => wrapped,
+  };
+  return wrapped;
 }
