@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { fixture, workerTracker } from "./helpers/fixtures.js";
-import { reapAll } from "./helpers/processes.js";
+import { isAlive, reapAll, waitFor } from "./helpers/processes.js";
 
 // A second local user (nobody) — and a process of our own user outside the worker's group — try
 // to take the calls meant for a spawned child: they connect to the parent's TCP spawn endpoint
@@ -90,5 +93,38 @@ describe("spawn mode is private", () => {
     for (let i = 0; i < 100; i++) results.push(await worker.call.add(i, 1));
     expect(results).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
     expect(await attacker.received()).toBe(0);
+  });
+
+  it("leaves no private directory behind: removed on stop, and a SIGKILLed parent's is swept by the next process", async () => {
+    const ofPid = (pid: number) => readdirSync(tmpdir()).filter((entry) => entry.startsWith(`multifrost-${pid}-`));
+    const worker = workers.spawn(MATH, "node");
+    await worker.start();
+    expect(ofPid(process.pid)).toHaveLength(1);
+    await worker.stop();
+    expect(ofPid(process.pid)).toEqual([]);
+
+    const parent = async (): Promise<{ child: ChildProcess; workerPid: number }> => {
+      const child = spawn(process.execPath, [fixture("orphan-parent.mjs"), MATH], { stdio: ["ignore", "pipe", "inherit"] });
+      impostors.push(child);
+      let out = "";
+      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+      while (!/WORKER_PID (\d+)/.test(out)) await once(child.stdout!, "data");
+      return { child, workerPid: Number(/WORKER_PID (\d+)/.exec(out)![1]) };
+    };
+    const first = await parent();
+    expect(ofPid(first.child.pid!)).toHaveLength(1);
+    first.child.kill("SIGKILL");
+    await once(first.child, "close");
+    await waitFor(() => !isAlive(first.workerPid), 5000, "the orphaned worker to exit");
+    expect(ofPid(first.child.pid!)).toHaveLength(1); // a SIGKILLed process cleans nothing up
+    const second = await parent(); // its first spawn sweeps what dead processes left
+    try {
+      expect(ofPid(first.child.pid!)).toEqual([]);
+    } finally {
+      second.child.kill("SIGKILL");
+      await once(second.child, "close");
+      await waitFor(() => !isAlive(second.workerPid), 5000, "the second orphaned worker to exit");
+      for (const entry of ofPid(second.child.pid!)) rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readStat } from "../actors/proc.js";
+import { makePrivateDir, removePrivateDir } from "../actors/private-dirs.js";
 import { ProcessActor, type ProcessExit } from "../actors/process-actor.js";
 import { clientsOf, socketInodesOfGroup } from "../actors/socket-owner.js";
 import { zapHandler, type ZapRequest } from "../actors/zap.js";
@@ -237,14 +236,14 @@ class PrivateChannel {
   }
 
   makeDir(): string {
-    this.#dir = mkdtempSync(join(tmpdir(), "multifrost-")); // mkdtemp creates it 0700
+    this.#dir = makePrivateDir();
     return this.#dir;
   }
 
   release(): void {
     this.#unregister?.();
     this.#unregister = undefined;
-    if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
+    if (this.#dir !== undefined) removePrivateDir(this.#dir);
     this.#dir = undefined;
   }
 }
