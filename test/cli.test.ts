@@ -207,15 +207,17 @@ describe("multifrost up", () => {
 
   it("on a TTY (a pseudo-terminal from script(1)): a live table redrawn in place; Ctrl-C exits 130", async () => {
     const tree = mathTree();
-    // script gives the command a pseudo-terminal; -e returns the command's exit code.
-    const run = start("script", ["-qfec", `${process.execPath} ${MAIN} up ${tree}`, "/dev/null"]);
+    // script gives the command a pseudo-terminal; -e returns the command's exit code. script runs the
+    // command through $SHELL -c; `exec` makes the CLI replace that shell whichever shell it is (dash
+    // forks, so a SIGINT meant for the CLI would otherwise reach the shell only).
+    const run = start("script", ["-qfec", `exec ${process.execPath} ${MAIN} up ${tree}`, "/dev/null"]);
     const header = /PATH\s+STATE\s+PID\s+RESTARTS\s+CALLS\/S\s+P99\s+RTT\s+CPU\s+RSS/;
     await waitFor(() => header.test(run.stdout()) && /root\/sub\/inner\s+\S*connected/.test(run.stdout()), 15_000, "the live table");
     // Several frames: log-update erases the previous one (cursor up, erase line) to redraw in place.
     await waitFor(() => (run.stdout().match(/PATH\s+STATE/g) ?? []).length >= 3, 5_000, "redraws");
     expect(run.stdout()).toContain("\u001b[1A");
     expect(run.stdout()).toMatch(/root\/math\s+\S*connected\S*\s+\d+\s+0\s+/);
-    const cliPid = descendants(run.child.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("main.js"));
+    const cliPid = descendants(run.child.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(`${process.execPath}\0${MAIN}\0`));
     expect(cliPid).toBeDefined();
     const workers = await workersBelow(cliPid!, 2);
     process.kill(cliPid!, "SIGINT");
