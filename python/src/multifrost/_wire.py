@@ -9,6 +9,7 @@ import itertools
 import os
 import time
 import traceback
+import types
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,7 +26,9 @@ MAX_PORT: Final = 65535
 #: Largest message accepted or sent (bytes); the socket refuses larger ones too.
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
 
-KNOWN_TYPES: Final = frozenset({"call", "response", "error", "stdout", "stderr", "heartbeat", "shutdown", "cancel"})
+KNOWN_TYPES: Final = frozenset(
+    {"call", "response", "error", "stdout", "stderr", "heartbeat", "shutdown", "cancel", "chunk", "credit"}
+)
 
 # Ids: 32 hex digits (uuid4().hex form), a random prefix per process plus a counter.
 _id_prefix = os.urandom(8).hex()
@@ -51,6 +54,11 @@ def create_error(msg_id: str, error: str, stack: str | None = None) -> dict[str,
     if stack is not None:
         message["stack"] = stack
     return message
+
+
+def create_chunk(msg_id: str, seq: int, value: Any) -> dict[str, Any]:
+    """One value of a streamed call (docs/wire.md, Streaming): the call's id, `seq` from 0."""
+    return {"app": APP_ID, "id": msg_id, "type": "chunk", "timestamp": _now(), "seq": seq, "value": value}
 
 
 def create_output(stream: str, output: str) -> dict[str, Any]:
@@ -85,6 +93,11 @@ def _default(value: Any) -> Any:
         return list(value)
     if isinstance(value, memoryview):
         return value.tobytes()
+    if isinstance(value, (types.GeneratorType, types.AsyncGeneratorType)):
+        raise TypeError(
+            f"cannot send a value of type {type(value).__name__}: a generator's values are sent "
+            "only to a streamed call (handle.stream.<fn>(...) in TypeScript)"
+        )
     raise TypeError(f"cannot send a value of type {type(value).__name__}")
 
 
@@ -130,6 +143,12 @@ def encode_reply(message: dict[str, Any], max_size: int = DEFAULT_MAX_MESSAGE_SI
         return encode(message, max_size)
     except EncodeError as exc:
         return encode(create_error(message["id"], f"EncodeError: {exc}"), max_size)
+
+
+def encode_chunk(msg_id: str, seq: int, value: Any, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
+    """Encodes one `chunk`; raises EncodeError for a value that cannot be sent (as a result could not)."""
+    check_keys(value)
+    return encode(create_chunk(msg_id, seq, value), max_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,6 +217,8 @@ def parse_frame(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> dic
         metadata = message.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             del message["metadata"]
+        if "stream" in message and stream_credit(message["stream"]) is None:
+            del message["stream"]  # not a stream request we understand: a plain call
     elif msg_type in ("response", "error"):
         if msg_id is None:
             return Rejected("missing-id", None, msg_type)
@@ -216,9 +237,32 @@ def parse_frame(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> dic
     elif msg_type == "cancel":  # Multifrost extension (docs/wire.md, Cancellation)
         if msg_id is None:
             return Rejected("missing-id", None, msg_type)
+    elif msg_type == "credit":  # Multifrost extension (docs/wire.md, Streaming)
+        if msg_id is None:
+            return Rejected("missing-id", None, msg_type)
+        if not _is_count(message.get("n")):
+            return Rejected("bad-credit", msg_id, msg_type)
+    elif msg_type == "chunk":
+        if msg_id is None:
+            return Rejected("missing-id", None, msg_type)
+        if not _is_count(message.get("seq")):
+            return Rejected("bad-chunk", msg_id, msg_type)
+        message.setdefault("value", None)
     else:
         return Rejected("unknown-type", msg_id, msg_type)
     return message
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def stream_credit(stream: Any) -> int | None:
+    """The initial credit of a call's `stream` field, or None when it is not `{credit: <int >= 0>}`."""
+    if not isinstance(stream, dict):
+        return None
+    credit = stream.get("credit")
+    return credit if _is_count(credit) else None
 
 
 INVALID_CALL_TEXT: Final = {
