@@ -8,7 +8,7 @@ export { ParentHandle } from "./parent/parent-handle.js";
 export { ChildWorker } from "./child-worker.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";
 export type { CallOptions, CallProxy, Remote, DynamicFunctions } from "./parent/call-proxy.js";
-export { CallStream, STREAM_CREDIT, type StreamProxy } from "./parent/call-stream.js";
+export { CallStream, STREAM_CREDIT, STREAM_DEFAULTS, type StreamOptions, type StreamProxy } from "./parent/call-stream.js";
 export { AbortError } from "./parent/call-cancel.js";
 export {
   MultifrostError,

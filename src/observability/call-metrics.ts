@@ -7,6 +7,10 @@ import { LatencyHistogram } from "./histogram.js";
  * too: `rpc.client.call.duration` (seconds) and `multifrost.client.calls` (by outcome), with
  * `rpc.system`, `rpc.method` and `multifrost.worker.path`, when the application has registered an
  * SDK before creating the worker (without one, nothing is built or called per call).
+ *
+ * A stream is a call: counted under its outcome like one (a `break` is `cancelled`), but not
+ * timed — it lasts as long as its consumer wants, which says nothing of the worker's latency;
+ * `streams`/`chunks` and `multifrost.client.stream.chunks` (chunks per stream) count its values.
  */
 
 export type CallOutcome = "ok" | "remote_error" | "timeout" | "transport" | "circuit_open" | "unavailable" | "cancelled";
@@ -22,8 +26,12 @@ export interface CallCounts {
   circuitOpen: number;
   /** Refused because too many calls were buffered or pending. */
   unavailable: number;
-  /** Aborted by the caller's `signal` (not a failure: the circuit breaker never counts it). */
+  /** Aborted by the caller's `signal`, or a stream its consumer stopped (not a failure: the circuit breaker never counts it). */
   cancelled: number;
+  /** Streams that ended (each also counted above under its outcome). */
+  streams: number;
+  /** Values received by those streams. */
+  chunks: number;
 }
 
 const RPC_SYSTEM = "multifrost";
@@ -33,6 +41,7 @@ const MAX_CACHED_METHODS = 1000;
 interface Instruments {
   duration: Histogram;
   calls: Counter;
+  streamChunks: Histogram;
 }
 
 /** undefined while no SDK is registered: then nothing is built or called per call. */
@@ -45,11 +54,16 @@ function instruments(): Instruments | undefined {
       unit: "s",
     }),
     calls: meter.createCounter("multifrost.client.calls", { description: "Calls to workers, by outcome" }),
+    streamChunks: meter.createHistogram("multifrost.client.stream.chunks", {
+      description: "Values received per stream, recorded when the stream ends",
+      unit: "{chunk}",
+      advice: { explicitBucketBoundaries: [0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000] },
+    }),
   };
 }
 
 export class CallMetrics {
-  readonly counts: CallCounts = { ok: 0, remoteError: 0, timeout: 0, transport: 0, circuitOpen: 0, unavailable: 0, cancelled: 0 };
+  readonly counts: CallCounts = { ok: 0, remoteError: 0, timeout: 0, transport: 0, circuitOpen: 0, unavailable: 0, cancelled: 0, streams: 0, chunks: 0 };
   readonly latency = new LatencyHistogram();
   readonly #path: string;
   readonly #otel = instruments();
@@ -60,16 +74,26 @@ export class CallMetrics {
     this.#path = path;
   }
 
-  /** A reply came (`response`, or `error` when `remote`); `startedAt` is the call's performance.now(). */
-  answered(functionName: string, startedAt: number, remote: boolean): void {
-    const ms = performance.now() - startedAt;
-    this.latency.record(ms);
+  /**
+   * A reply came (`response`, or `error` when `remote`); `startedAt` is the call's
+   * performance.now(), undefined for a stream (not timed).
+   */
+  answered(functionName: string, startedAt: number | undefined, remote: boolean): void {
+    const ms = startedAt === undefined ? undefined : performance.now() - startedAt;
+    if (ms !== undefined) this.latency.record(ms);
     if (remote) this.counts.remoteError++;
     else this.counts.ok++;
     const otel = this.#otel;
     if (otel === undefined) return;
-    otel.duration.record(ms / 1000, this.#attributesOf(functionName, ""));
+    if (ms !== undefined) otel.duration.record(ms / 1000, this.#attributesOf(functionName, ""));
     otel.calls.add(1, this.#attributesOf(functionName, remote ? "remote_error" : "ok"));
+  }
+
+  /** A stream ended, whatever its outcome (counted as its call's), after `chunks` values. */
+  streamed(functionName: string, chunks: number): void {
+    this.counts.streams++;
+    this.counts.chunks += chunks;
+    this.#otel?.streamChunks.record(chunks, this.#attributesOf(functionName, ""));
   }
 
   /** A call that ended without a reply. */
@@ -120,6 +144,7 @@ export class CallMetrics {
 export class DisabledCallMetrics extends CallMetrics {
   override answered(): void {}
   override failed(): void {}
+  override streamed(): void {}
   override get enabled(): boolean {
     return false;
   }

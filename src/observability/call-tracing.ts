@@ -5,6 +5,7 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  type Attributes,
   type Span,
   type Tracer,
   type TracerProvider,
@@ -33,7 +34,24 @@ export interface CallChannelContext {
   id: string;
   result?: unknown;
   error?: unknown;
+  /** A stream (`worker.stream`): true; its call settles when the stream ends. */
+  stream?: true;
+  /** A stream's chunks received, set when it ends. */
+  chunks?: number;
 }
+
+/** A traced stream (call-stream.ts): its span, and its call on the channel, stay open until `end()`. */
+export interface StreamTrace {
+  /**
+   * The stream ended after `chunks` values: `cancelled` when it stopped on the parent's side
+   * (break, signal, timeout); `error` undefined when it completed or its consumer stopped it.
+   */
+  end(chunks: number, cancelled: boolean, error: unknown): void;
+}
+
+/** Span attributes of a stream: the chunks received, and `true` when the parent cancelled it. */
+export const STREAM_CHUNKS_ATTRIBUTE = "multifrost.stream.chunks";
+export const STREAM_CANCELLED_ATTRIBUTE = "multifrost.stream.cancelled";
 
 const callChannel = tracingChannel<unknown, CallChannelContext>(CALL_CHANNEL);
 
@@ -81,22 +99,53 @@ export class CallTracing {
     return callChannel.tracePromise(() => this.#span(functionName, send), channelContext);
   }
 
+  /**
+   * Like `trace()` for a stream: `send` sends its call with the span's metadata; the span ends,
+   * and the channel's asyncStart/asyncEnd are published, at `end()`. A stream its consumer
+   * stopped (`break`) is not an error: its span keeps status UNSET, marked cancelled.
+   */
+  traceStream(id: string, functionName: string, args: unknown[], send: (metadata: Metadata | undefined) => void): StreamTrace {
+    const started = this.#tracer === undefined ? undefined : this.#startSpan(this.#tracer, functionName, { [STREAM_CHUNKS_ATTRIBUTE]: 0 });
+    const channelContext: CallChannelContext | undefined = callChannel.hasSubscribers
+      ? { functionName, args, workerPath: this.#path, id, stream: true }
+      : undefined;
+    if (channelContext === undefined) send(started?.metadata);
+    else {
+      callChannel.start.runStores(channelContext, () => {
+        try {
+          send(started?.metadata);
+        } finally {
+          callChannel.end.publish(channelContext);
+        }
+      });
+    }
+    return {
+      end(chunks, cancelled, error) {
+        if (started !== undefined) {
+          const { span } = started;
+          span.setAttribute(STREAM_CHUNKS_ATTRIBUTE, chunks);
+          if (cancelled) span.setAttribute(STREAM_CANCELLED_ATTRIBUTE, true);
+          if (error !== undefined) failSpan(span, error);
+          span.end();
+        }
+        if (channelContext !== undefined) {
+          channelContext.chunks = chunks;
+          if (error !== undefined) {
+            channelContext.error = error;
+            callChannel.error.publish(channelContext);
+          }
+          callChannel.asyncStart.publish(channelContext);
+          callChannel.asyncEnd.publish(channelContext);
+        }
+      },
+    };
+  }
+
   #span(functionName: string, send: SendCall): Promise<unknown> {
     const tracer = this.#tracer;
     if (tracer === undefined) return send(undefined);
-    const parent = context.active();
-    const span = tracer.startSpan(
-      functionName,
-      {
-        kind: SpanKind.CLIENT,
-        attributes: { "rpc.system": RPC_SYSTEM, "rpc.method": functionName, "multifrost.worker.path": this.#path },
-      },
-      parent,
-    );
-    const carrier: Record<string, string> = {};
-    propagation.inject(trace.setSpan(parent, span), carrier);
-    // No propagator registered: nothing to carry, the message stays as it would be without tracing.
-    const promise = send(carrier.traceparent === undefined && carrier.tracestate === undefined ? undefined : carrier);
+    const { span, metadata } = this.#startSpan(tracer, functionName, undefined);
+    const promise = send(metadata);
     promise.then(
       () => span.end(),
       (error: unknown) => {
@@ -105,5 +154,22 @@ export class CallTracing {
       },
     );
     return promise;
+  }
+
+  /** A CLIENT span for a call, a child of the active context, and the metadata carrying it. */
+  #startSpan(tracer: Tracer, functionName: string, extra: Attributes | undefined): { span: Span; metadata: Metadata | undefined } {
+    const parent = context.active();
+    const span = tracer.startSpan(
+      functionName,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: { "rpc.system": RPC_SYSTEM, "rpc.method": functionName, "multifrost.worker.path": this.#path, ...extra },
+      },
+      parent,
+    );
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(parent, span), carrier);
+    // No propagator registered: nothing to carry, the message stays as it would be without tracing.
+    return { span, metadata: carrier.traceparent === undefined && carrier.tracestate === undefined ? undefined : carrier };
   }
 }

@@ -1,6 +1,6 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Tracer } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Context, type Span, type Tracer } from "@opentelemetry/api";
 import type { IncomingCall } from "../child/call-context.js";
-import { failSpan, registeredTracer } from "./call-tracing.js";
+import { failSpan, registeredTracer, STREAM_CANCELLED_ATTRIBUTE, STREAM_CHUNKS_ATTRIBUTE } from "./call-tracing.js";
 import type { ServerSpan } from "./handle-tracing.js";
 
 /**
@@ -12,10 +12,10 @@ import type { ServerSpan } from "./handle-tracing.js";
 /** The runner for the registered tracer provider, or undefined when it is a no-op one. */
 export function serverSpan(): ServerSpan | undefined {
   const tracer = registeredTracer();
-  return tracer === undefined ? undefined : (incoming, run) => inServerSpan(tracer, incoming, run);
+  return tracer === undefined ? undefined : (incoming, run, streaming) => inServerSpan(tracer, incoming, run, streaming);
 }
 
-function inServerSpan(tracer: Tracer, incoming: IncomingCall, run: () => unknown): unknown {
+function inServerSpan(tracer: Tracer, incoming: IncomingCall, run: () => unknown, streaming: boolean): unknown {
   const carrier: Record<string, string> = {};
   const { traceparent, tracestate } = incoming;
   if (traceparent !== undefined) carrier.traceparent = traceparent;
@@ -26,7 +26,8 @@ function inServerSpan(tracer: Tracer, incoming: IncomingCall, run: () => unknown
     { kind: SpanKind.SERVER, attributes: { "rpc.system": "multifrost", "rpc.method": incoming.function } },
     parent,
   );
-  return context.with(trace.setSpan(parent, span), () => {
+  const active = trace.setSpan(parent, span);
+  return context.with(active, () => {
     let result: unknown;
     try {
       result = run();
@@ -35,6 +36,7 @@ function inServerSpan(tracer: Tracer, incoming: IncomingCall, run: () => unknown
       span.end();
       throw error;
     }
+    if (streaming && isAsyncIterator(result)) return spanOverStream(span, active, result);
     if (!isThenable(result)) {
       span.end();
       return result;
@@ -51,6 +53,60 @@ function inServerSpan(tracer: Tracer, incoming: IncomingCall, run: () => unknown
       },
     );
   });
+}
+
+/**
+ * A generator handler's span lasts as long as its stream: each step runs in it, and it ends when
+ * the generator is done, throws, or is `return()`ed by the caller's `cancel` (marked cancelled,
+ * not an error), with the values yielded.
+ */
+function spanOverStream(span: Span, active: Context, iterator: AsyncIterableIterator<unknown>): AsyncIterableIterator<unknown> {
+  let chunks = 0;
+  let open = true;
+  const end = (error: unknown, cancelled: boolean): void => {
+    if (!open) return;
+    open = false;
+    span.setAttribute(STREAM_CHUNKS_ATTRIBUTE, chunks);
+    if (cancelled) span.setAttribute(STREAM_CANCELLED_ATTRIBUTE, true);
+    if (error !== undefined) failSpan(span, error);
+    span.end();
+  };
+  const step = (run: () => Promise<IteratorResult<unknown>>, cancelled: boolean): Promise<IteratorResult<unknown>> => {
+    let promise: Promise<IteratorResult<unknown>>;
+    try {
+      promise = context.with(active, run);
+    } catch (error) {
+      end(error, cancelled);
+      throw error;
+    }
+    return promise.then(
+      (result) => {
+        if (result.done || cancelled) end(undefined, cancelled);
+        else chunks++;
+        return result;
+      },
+      (error: unknown) => {
+        end(error, cancelled);
+        throw error;
+      },
+    );
+  };
+  const wrapped: AsyncIterableIterator<unknown> = {
+    next: (...value: [] | [unknown]) => step(() => iterator.next(...value), false),
+    return: (value?: unknown) => step(() => iterator.return?.(value) ?? Promise.resolve({ done: true as const, value }), true),
+    throw: (error?: unknown) => step(() => iterator.throw?.(error) ?? Promise.reject(error), false),
+    [Symbol.asyncIterator]: () => wrapped,
+  };
+  return wrapped;
+}
+
+function isAsyncIterator(value: unknown): value is AsyncIterableIterator<unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as AsyncIterableIterator<unknown>).next === "function" &&
+    typeof (value as AsyncIterableIterator<unknown>)[Symbol.asyncIterator] === "function"
+  );
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -27,8 +27,11 @@ const handleChannel = tracingChannel<unknown, HandleChannelContext>(HANDLE_CHANN
 
 type Handler = (...args: unknown[]) => unknown;
 
-/** Runs a handler (`run`) in a SERVER span continuing the caller's trace (see handle-span.ts). */
-export type ServerSpan = (incoming: IncomingCall, run: () => unknown) => unknown;
+/**
+ * Runs a handler (`run`) in a SERVER span continuing the caller's trace (see handle-span.ts); for
+ * a stream call (`streaming`) the span lasts until the generator it returns is done.
+ */
+export type ServerSpan = (incoming: IncomingCall, run: () => unknown, streaming: boolean) => unknown;
 
 /**
  * The SERVER-span runner when the application registered an OpenTelemetry tracer provider, else
@@ -47,9 +50,9 @@ export function callInvoker(inSpan: ServerSpan | undefined): (handler: Handler, 
     const incoming = new IncomingCall(call);
     if (inSpan === undefined && !handleChannel.hasSubscribers) return runInCall(incoming, handler, call.args);
     const run = (): unknown => runInCall(incoming, handler, call.args);
-    if (!handleChannel.hasSubscribers) return inSpan!(incoming, run);
+    if (!handleChannel.hasSubscribers) return inSpan!(incoming, run, call.stream !== undefined);
     const channelContext: HandleChannelContext = { functionName: call.function, args: call.args, id: call.id };
-    return traced(channelContext, inSpan === undefined ? run : () => inSpan(incoming, run));
+    return traced(channelContext, inSpan === undefined ? run : () => inSpan(incoming, run, call.stream !== undefined));
   };
 }
 

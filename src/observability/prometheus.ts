@@ -68,13 +68,19 @@ export function prometheusText(workers: readonly WorkerMetrics[]): string {
       for (const [outcome, value] of Object.entries(outcomes)) out.push(`multifrost_calls_total${labels({ path: snapshot.path, outcome })} ${value}`);
     }
   });
+  family("multifrost_streams_total", "counter", "Streams that ended (also counted in multifrost_calls_total under their outcome).", () => {
+    for (const { snapshot } of workers) out.push(`multifrost_streams_total${labels({ path: snapshot.path })} ${snapshot.calls.streams}`);
+  });
+  family("multifrost_stream_chunks_total", "counter", "Values received by streams.", () => {
+    for (const { snapshot } of workers) out.push(`multifrost_stream_chunks_total${labels({ path: snapshot.path })} ${snapshot.calls.chunks}`);
+  });
   family("multifrost_calls_in_flight", "gauge", "Calls sent and not yet answered.", () => {
     for (const { snapshot } of workers) out.push(`multifrost_calls_in_flight${labels({ path: snapshot.path })} ${snapshot.calls.inFlight}`);
   });
   family("multifrost_calls_buffered", "gauge", "Calls waiting for the worker to be (back) up.", () => {
     for (const { snapshot } of workers) out.push(`multifrost_calls_buffered${labels({ path: snapshot.path })} ${snapshot.calls.buffered}`);
   });
-  family("multifrost_call_duration_seconds", "histogram", "Time from a call to its answer.", () => {
+  family("multifrost_call_duration_seconds", "histogram", "Time from a call to its answer (streams are not timed).", () => {
     for (const { snapshot, latency } of workers) {
       for (const { leMs, count } of latency.cumulative()) {
         out.push(`multifrost_call_duration_seconds_bucket${labels({ path: snapshot.path, le: number(leMs / 1000) })} ${count}`);

@@ -31,7 +31,7 @@ import type { Metadata } from "../wire/messages.js";
 import type { CallClientHost, CallClientStats } from "./call-client-host.js";
 import { AbortError, abortErrorFor, bindSignal, isAbortSignal } from "./call-cancel.js";
 import type { CallOptions } from "./call-proxy.js";
-import { CallStream, streamIdleMs, type StreamSink } from "./call-stream.js";
+import { CallStream, streamLimits, type StreamOptions, type StreamSink } from "./call-stream.js";
 import { checkRetries, isValidTimeout, type ResolvedOptions } from "./options.js";
 import { RestartBuffer } from "./restart-buffer.js";
 import { GATES, Gate } from "./call-gates.js";
@@ -139,13 +139,14 @@ export class CallClient {
     return this.#tracing.trace(id, functionName, args, (metadata) => this.#call(id, functionName, args, timeout, namespace, clientName, options, metadata));
   }
 
-  /** `worker.stream(…)`: a call whose values come as `chunk`s (call-stream.ts); `timeout` is per chunk, no retries. */
-  stream(functionName: string, args: unknown[], options: CallOptions | undefined): CallStream {
-    const idleMs = streamIdleMs(options, this.#settings.defaultTimeoutMs);
-    const start = (id: string, signal: AbortSignal, stream: { credit: number }) =>
-      this.#call(id, functionName, args, Infinity, options?.namespace, options?.clientName, { ...options, idempotent: false, signal, stream }, undefined);
+  /** `worker.stream(…)`: a call whose values come as `chunk`s (call-stream.ts, which keeps its timeouts and signal); never retried. */
+  stream(functionName: string, args: unknown[], options: StreamOptions | undefined): CallStream {
+    const limits = streamLimits(options, this.#settings.defaultTimeoutMs);
+    const start = (id: string, stream: { credit: number }, metadata: Metadata | undefined) =>
+      this.#call(id, functionName, args, Infinity, options?.namespace, options?.clientName, { ...options, signal: undefined, idempotent: false, stream }, metadata);
     const sendCredit = (id: string, n: number) => this.#channel?.send(encodeMessage(createCredit(id, n)));
-    return new CallStream(functionName, idleMs, { sinks: this.#streams, start, sendCredit }, options?.signal);
+    const stop = (id: string, error: Error, timedOut: boolean) => this.#cancel(id, error, timedOut);
+    return new CallStream(functionName, args, limits, { sinks: this.#streams, start, sendCredit, stop, tracing: this.#tracing, metrics: this.metrics }, options?.signal);
   }
 
   #call(id: string, functionName: string, args: unknown[], timeout: number | undefined, namespace: string | undefined, clientName: string | undefined,
@@ -209,12 +210,13 @@ export class CallClient {
     return signal === undefined ? promise : bindSignal(signal, functionName, promise, (error) => this.#cancel(id, error));
   }
 
-  /** A call's signal aborted: out of the table (a late reply is unmatched) and the buffer, or `cancel` to the worker. */
-  #cancel(id: string, error: AbortError): void {
+  /** A call's signal aborted, or a stream stopped here (`timedOut`: counted as a timeout): out of the table and the buffer, or `cancel` to the worker. */
+  #cancel(id: string, error: Error, timedOut = false): void {
     const call = this.#calls.take(id);
     if (call === undefined) return; // settled already, or being retried under another id
     this.#settled();
-    this.metrics.failed(call.functionName, "cancelled");
+    this.metrics.failed(call.functionName, timedOut ? "timeout" : "cancelled");
+    if (timedOut) this.#recordFailure(`'${call.functionName}' timed out`);
     if (!this.#buffer.drop(id)) this.#sendCancel(id);
     call.reject(error);
   }
@@ -317,7 +319,8 @@ export class CallClient {
           return;
         }
         this.#settled();
-        this.metrics.answered(call.functionName, call.startedAt, false);
+        // A stream's call is counted, not timed: it lasts as long as its consumer wants.
+        this.metrics.answered(call.functionName, this.#streams.size !== 0 && this.#streams.has(message.id) ? undefined : call.startedAt, false);
         this.#window?.recordSuccess();
         call.resolve(message.result);
         return;
@@ -329,7 +332,7 @@ export class CallClient {
           return;
         }
         this.#settled();
-        this.metrics.answered(call.functionName, call.startedAt, true);
+        this.metrics.answered(call.functionName, this.#streams.size !== 0 && this.#streams.has(message.id) ? undefined : call.startedAt, true);
         if (this.#settings.circuit?.countApplicationErrors) this.#recordFailure("remote error");
         else this.#window?.recordSuccess();
         const remote = parseRemoteError(message.error, message.stack);
@@ -354,6 +357,7 @@ export class CallClient {
   #settled(): void {
     this.#lastSettledAt = performance.now();
   }
+
 
   // ── Connection changes ──────────────────────────────────────────────────────────────────────
 

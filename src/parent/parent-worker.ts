@@ -9,7 +9,7 @@ import { createLogSink } from "../observability/logger.js";
 import { FileRegistry, type RegistryBackend } from "../registry/index.js";
 import { CallClient, type CallClientStats } from "./call-client.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
-import { createStreamProxy, type CallStream, type StreamProxy } from "./call-stream.js";
+import { createStreamProxy, type CallStream, type StreamOptions, type StreamProxy } from "./call-stream.js";
 import { defaultInterpreter } from "./interpreter.js";
 import { connectionInputOf } from "./connection-input.js";
 import { resolveOptions, type ConnectOptions, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
@@ -344,9 +344,10 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
 
   /**
    * Calls `functionName(...args)` as a stream (docs/api.md, Streaming): the values the worker's
-   * generator yields, as an AsyncIterable. `options.timeout` bounds each wait for the next value.
+   * generator yields, as an AsyncIterable. `options.timeout` bounds each wait for the next value,
+   * `options.totalTimeout` the whole stream.
    */
-  stream<T = unknown>(functionName: string, args: unknown[] = [], options?: CallOptions): CallStream<T> {
+  stream<T = unknown>(functionName: string, args: unknown[] = [], options?: StreamOptions): CallStream<T> {
     return this.#client.stream(functionName, args, options) as CallStream<T>;
   }
 

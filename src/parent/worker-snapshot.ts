@@ -23,8 +23,12 @@ export interface WorkerSnapshot {
     transport: number;
     circuitOpen: number;
     unavailable: number;
-    /** Aborted by the caller (not counted in `failed`). */
+    /** Aborted by the caller, or streams the consumer stopped (not counted in `failed`). */
     cancelled: number;
+    /** Streams that ended (each also counted above under its outcome; not in `latencyMs`). */
+    streams: number;
+    /** Values those streams received. */
+    chunks: number;
     inFlight: number;
     buffered: number;
   };
@@ -136,6 +140,8 @@ export class WorkerObserver {
         circuitOpen: counts.circuitOpen,
         unavailable: counts.unavailable,
         cancelled: counts.cancelled,
+        streams: counts.streams,
+        chunks: counts.chunks,
         inFlight: worker.pendingCalls,
         buffered: worker.bufferedCalls,
       },
