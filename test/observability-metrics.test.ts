@@ -65,6 +65,33 @@ describe("metrics and snapshots", () => {
     expect((point.value as { count: number }).count).toBe(40);
   });
 
+  it("OpenTelemetry: a stream is one multifrost.client.calls under its outcome, its chunks in multifrost.client.stream.chunks, never in rpc.client.call.duration", async () => {
+    const w = workers.spawn(fixture("stream-worker.mjs"), "node", { name: "otel-streams" });
+    await w.start();
+    for await (const _ of w.stream("count", [50])) {
+      /* all of them */
+    }
+    let taken = 0;
+    for await (const _ of w.stream("forever")) if (++taken === 5) break;
+    await rejectionOf((async () => {
+      for await (const _ of w.stream("silent", [], { timeout: 100 })) {
+        /* none comes in time */
+      }
+    })());
+    await reader.forceFlush();
+    const all = exporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+    const ours = (name: string) => all.filter((metric) => metric.descriptor.name === name).at(-1)?.dataPoints.filter((p) => p.attributes["multifrost.worker.path"] === "otel-streams") ?? [];
+    const outcome = (method: string) => ours("multifrost.client.calls").filter((p) => p.attributes["rpc.method"] === method).map((p) => [p.attributes["multifrost.outcome"], p.value]);
+    expect(outcome("count")).toEqual([["ok", 1]]);
+    expect(outcome("forever")).toEqual([["cancelled", 1]]);
+    expect(outcome("silent")).toEqual([["timeout", 1]]);
+    expect(ours("rpc.client.call.duration")).toEqual([]);
+    const chunks = ours("multifrost.client.stream.chunks");
+    const count = chunks.find((p) => p.attributes["rpc.method"] === "count")!.value as { count: number; sum: number };
+    expect(count).toMatchObject({ count: 1, sum: 50 });
+    expect((chunks.find((p) => p.attributes["rpc.method"] === "silent")!.value as { sum: number }).sum).toBe(0);
+  });
+
   it("a tree serves /healthz (503 while a worker restarts), /readyz, /tree and Prometheus /metrics that parse", async () => {
     const tree = supervise({ id: "root", children: [worker({ id: "w", spawn: SUPERVISED, backoff: { minMs: 1500, maxMs: 1500, jitter: 0 }, onOutput: () => {} })] });
     trees.push(tree);
@@ -89,6 +116,8 @@ describe("metrics and snapshots", () => {
       expect(histogram.type).toBe("HISTOGRAM");
       expect(histogram.metrics[0]!.buckets!["+Inf"]).toBe("1");
       expect(text).toContain('multifrost_call_duration_seconds_count{path="root/w"} 1\n');
+      expect(text).toContain('multifrost_streams_total{path="root/w"} 0\n');
+      expect(text).toContain('multifrost_stream_chunks_total{path="root/w"} 0\n');
       for (const line of text.split("\n").filter((l) => l !== "" && !l.startsWith("#"))) {
         expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? \S+$/);
       }

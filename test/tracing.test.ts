@@ -112,6 +112,42 @@ describe("diagnostics_channel", () => {
   });
 });
 
+describe("diagnostics_channel, streams", () => {
+  it("multifrost:call sees a stream as one call: start/end when it is sent, asyncStart/asyncEnd when it ends, with its chunks", async () => {
+    const events: { event: string; context: CallChannelContext }[] = [];
+    const record = (event: string) => (context: CallChannelContext) => events.push({ event, context: { ...context } });
+    const handlers = { start: record("start"), end: record("end"), asyncStart: record("asyncStart"), asyncEnd: record("asyncEnd"), error: record("error") };
+    const channel = tracingChannel<unknown, CallChannelContext>(CALL_CHANNEL);
+    const w = workers.spawn(TRACED, "node", { name: "root/streams" });
+    await w.start();
+    channel.subscribe(handlers);
+    try {
+      for await (const _ of w.stream("tracedCount", [3])) {
+        /* all three */
+      }
+      await rejectionOf(drainAll(w.stream("failStream", [2])));
+    } finally {
+      channel.unsubscribe(handlers);
+    }
+    const counted = events.filter((e) => e.context.functionName === "tracedCount");
+    expect(counted.map((e) => e.event)).toEqual(["start", "end", "asyncStart", "asyncEnd"]);
+    expect(counted[0]!.context).toMatchObject({ functionName: "tracedCount", args: [3], workerPath: "root/streams", stream: true });
+    expect(counted[3]!.context).toMatchObject({ chunks: 3 });
+    expect(counted[3]!.context.error).toBeUndefined();
+    const failed = events.filter((e) => e.context.functionName === "failStream");
+    expect(failed.map((e) => e.event)).toEqual(["start", "end", "error", "asyncStart", "asyncEnd"]);
+    expect(failed[4]!.context).toMatchObject({ chunks: 2 });
+    expect(String(failed[4]!.context.error)).toMatch(/RangeError: stream broke/);
+  });
+});
+
+/** Iterates a stream to its end; rejects with its error. */
+async function drainAll(stream: AsyncIterable<unknown>): Promise<unknown[]> {
+  const values: unknown[] = [];
+  for await (const value of stream) values.push(value);
+  return values;
+}
+
 describe("with an OpenTelemetry SDK", () => {
   const exporter = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -183,6 +219,59 @@ describe("with an OpenTelemetry SDK", () => {
     expect(span!.spanContext().traceId).toBe(outer.spanContext().traceId);
     expect(span!.parentSpanContext?.spanId).toBe(outer.spanContext().spanId);
     expect(result.traceparent).toContain(outer.spanContext().traceId);
+  });
+
+  it("a stream is one client span over the whole stream, with its chunks; the TS child's server span continues it until the generator is done", async () => {
+    const lines: string[] = [];
+    const w = workers.spawn(TRACED, "node", { name: "root/traced", env: { MF_TRACE_SDK: "1" }, onOutput: (_stream, line) => lines.push(line) });
+    await w.start();
+    exporter.reset();
+    const values = (await drainAll(w.stream("tracedCount", [5]))) as { i: number; traceparent: string | null }[];
+    const spans = clientSpans("tracedCount");
+    expect(spans).toHaveLength(1);
+    const [span] = spans;
+    expect(span!.kind).toBe(SpanKind.CLIENT);
+    expect(span!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(span!.attributes).toMatchObject({ "rpc.method": "tracedCount", "multifrost.worker.path": "root/traced", "multifrost.stream.chunks": 5 });
+    expect(span!.attributes["multifrost.stream.cancelled"]).toBeUndefined();
+    const { traceId, spanId } = span!.spanContext();
+    // Every step of the generator ran as the call, which carried the client span's context.
+    expect(values.map((v) => v.traceparent)).toEqual(Array(5).fill(`00-${traceId}-${spanId}-01`));
+
+    await waitFor(() => lines.some((line) => line.startsWith("SPAN ") && line.includes('"name":"tracedCount"')), 5000, "the child's server span");
+    const server = lines.filter((line) => line.startsWith("SPAN ")).map((line) => JSON.parse(line.slice(5)) as ChildSpan & { attributes: Record<string, unknown> }).find((s) => s.name === "tracedCount")!;
+    expect(server).toMatchObject({ kind: SpanKind.SERVER, traceId, parentSpanId: spanId, status: { code: SpanStatusCode.UNSET } });
+    expect(server.attributes["multifrost.stream.chunks"]).toBe(5);
+  });
+
+  it("a stream its consumer breaks is not an error (both spans marked cancelled); a failed or timed-out stream is ERROR", async () => {
+    const lines: string[] = [];
+    const w = workers.spawn(TRACED, "node", { name: "root/traced", env: { MF_TRACE_SDK: "1" }, onOutput: (_stream, line) => lines.push(line) });
+    await w.start();
+    exporter.reset();
+    let taken = 0;
+    for await (const _ of w.stream("ticks")) if (++taken === 10) break;
+    const [broken] = clientSpans("ticks");
+    expect(broken!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(broken!.attributes["multifrost.stream.cancelled"]).toBe(true);
+    expect(broken!.attributes["multifrost.stream.chunks"]).toBeGreaterThanOrEqual(10);
+    await waitFor(() => lines.some((line) => line.includes('"name":"ticks"')), 5000, "the child's server span for ticks");
+    const server = JSON.parse(lines.find((line) => line.includes('"name":"ticks"'))!.slice(5)) as ChildSpan & { attributes: Record<string, unknown> };
+    expect(server.status.code).toBe(SpanStatusCode.UNSET);
+    expect(server.attributes["multifrost.stream.cancelled"]).toBe(true);
+
+    await rejectionOf(drainAll(w.stream("failStream", [2])));
+    const [failed] = clientSpans("failStream");
+    expect(failed!.status).toMatchObject({ code: SpanStatusCode.ERROR, message: expect.stringContaining("stream broke") });
+    expect(failed!.attributes).toMatchObject({ "error.type": "RemoteCallError", "multifrost.stream.chunks": 2 });
+    await waitFor(() => lines.some((line) => line.includes('"name":"failStream"')), 5000, "the child's server span for failStream");
+    expect((JSON.parse(lines.find((line) => line.includes('"name":"failStream"'))!.slice(5)) as ChildSpan).status.code).toBe(SpanStatusCode.ERROR);
+
+    exporter.reset();
+    await rejectionOf(drainAll(w.stream("ticks", [], { totalTimeout: 100 })));
+    const [timedOut] = clientSpans("ticks");
+    expect(timedOut!.status.code).toBe(SpanStatusCode.ERROR);
+    expect(timedOut!.attributes).toMatchObject({ "error.type": "CallTimeoutError", "multifrost.stream.cancelled": true });
   });
 
   it("a Python library worker receives the traceparent in self.call", async () => {
