@@ -5,8 +5,10 @@
 //   node bench/run.mjs [--quick] [--rounds=N] [--no-supervision]
 //
 // Then, unless --no-supervision, it runs bench/supervision.mjs (supervised vs bare worker, parent
-// memory per worker, a 50-worker fleet) and bench/restart-latency.mjs (restart-decision latency,
-// supervised vs self-restarting) in fresh processes with the same arguments; their reports follow.
+// memory per worker, a 50-worker fleet), bench/restart-latency.mjs (restart-decision latency,
+// supervised vs self-restarting), and the other side benches (spawn channel, connect scale,
+// metrics and tracing cost, streaming vs calls) in fresh processes with the same arguments; their
+// reports follow.
 //
 // "ours": ParentWorker.spawn(bench/workers/echo-worker.mjs) + worker.handle().call.add(1, 2)
 //         against a ChildWorker subclass.
@@ -351,7 +353,7 @@ async function main() {
   log(`raw data: ${file}`);
 
   if (!argv.includes("--no-supervision")) {
-    for (const script of ["./supervision.mjs", "./restart-latency.mjs", "./spawn-channel.mjs", "./connect-scale.mjs", "./metrics-cost.mjs", "./tracing-cost.mjs"]) {
+    for (const script of ["./supervision.mjs", "./restart-latency.mjs", "./spawn-channel.mjs", "./connect-scale.mjs", "./metrics-cost.mjs", "./tracing-cost.mjs", "./streaming.mjs"]) {
       console.log("");
       const code = await new Promise((resolve, reject) => {
         const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...argv], { stdio: "inherit" });
