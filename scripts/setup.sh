@@ -2,6 +2,8 @@
 # One-time set-up on a fresh machine: Debian packages for the Python peers, npm ci, the Python library in a venv.
 # Python workers need /usr/bin/python3 with python3-zmq and python3-msgpack; pip fetches only the build backend from PyPI.
 set -euo pipefail
+# rustup puts cargo in ~/.cargo/bin, which a non-login shell may not have on PATH.
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 cd "$(dirname "$0")/.."
 
 if ! /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null; then

@@ -37,8 +37,14 @@ export class SpawnTransport implements Transport {
   #port: number | undefined;
   /** The current connection's private directory and ZAP policy. */
   #private: PrivateChannel | undefined;
-  /** TCP client ports already admitted (the child's connection, its reconnections). */
-  readonly #admittedPorts = new Set<number>();
+  /**
+   * Client sockets (by inode: unique while open, unlike a port) already judged: admitted (the
+   * child's connections) or denied on their own. ZAP names a TCP peer by IP only, so a request is
+   * judged by every connection not judged yet; one judged before cannot be the one asking (each
+   * connection asks once), and leaving it out keeps a refused impostor's lingering connection from
+   * making the child's look ambiguous.
+   */
+  readonly #judgedSockets = new Set<string>();
   /** Set when this side asked the child to shut down, so its exit counts as normal. */
   #shutdownSent = false;
 
@@ -68,7 +74,7 @@ export class SpawnTransport implements Transport {
     const domain = `multifrost-spawn-${nextMessageId()}`;
     const privateChannel = new PrivateChannel(zapHandler.register(domain, (request) => this.#admit(request)));
     this.#private = privateChannel;
-    this.#admittedPorts.clear();
+    this.#judgedSockets.clear();
     const channel = new DealerChannel((id, error) => host.client.sendFailed(id, error), {
       zapDomain: domain,
       maxMessageSize: host.settings.maxMessageSize,
@@ -175,15 +181,19 @@ export class SpawnTransport implements Transport {
     }
     const port = this.#port;
     if (port === undefined) return "not bound";
-    const newcomers = clientsOf(port).filter((client) => !this.#admittedPorts.has(client.port));
+    const newcomers = clientsOf(port).filter((client) => !this.#judgedSockets.has(client.inode));
     if (newcomers.length === 0) return "no matching TCP connection";
+    if (this.#judgedSockets.size > 4096) this.#judgedSockets.clear(); // forgetting only makes judging stricter
     const uid = process.getuid?.();
-    const foreignUser = newcomers.find((client) => client.uid !== uid);
-    if (foreignUser) return `TCP peer of another user (uid ${foreignUser.uid})`;
     const inodes = socketInodesOfGroup(pgid);
-    const stranger = newcomers.find((client) => !inodes.has(client.inode));
-    if (stranger) return `TCP peer (port ${stranger.port}) is not a process of the worker's group`;
-    for (const client of newcomers) this.#admittedPorts.add(client.port);
+    const strangers = newcomers.filter((client) => client.uid !== uid || !inodes.has(client.inode));
+    if (strangers.length > 0) {
+      // Alone, it is certainly the one asking: remember it. Among others, the asker is unknown.
+      if (newcomers.length === 1) this.#judgedSockets.add(strangers[0]!.inode);
+      const stranger = strangers[0]!;
+      return stranger.uid !== uid ? `TCP peer of another user (uid ${stranger.uid})` : `TCP peer (port ${stranger.port}) is not a process of the worker's group`;
+    }
+    for (const client of newcomers) this.#judgedSockets.add(client.inode);
     return true;
   }
 
