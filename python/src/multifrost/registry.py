@@ -11,6 +11,9 @@ writable by group or others, else RegistryError. `pidStart` is the owner's start
 /proc/<pid>/stat, clock ticks since boot); an entry whose pid now has another start time, or is a
 zombie, is dead. A file above `max_file_bytes` (default 4 MiB) is refused from its stat, unread;
 an unchanged file (same dev, inode, size, mtime ns, ctime ns) is not parsed again.
+
+The locks are in _registry_locks.py, the owner checks in _liveness.py, the errors in
+_registry_errors.py; this module re-exports what they offer.
 """
 
 from __future__ import annotations
@@ -19,20 +22,35 @@ import datetime
 import errno
 import json
 import os
-import random
 import re
 import sys
-import threading
 import time
 from typing import Any, Callable, Final, TypeVar
+
+from ._liveness import is_owner_alive, is_process_alive, process_start_time
+from ._registry_errors import RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError
+from ._registry_locks import JS_LOCK_STALE_S, UNREADABLE_PYTHON_LOCK_STALE_S, JsLock, acquire_python_lock, process_lock
+
+__all__ = [
+    "JS_LOCK_STALE_S",
+    "UNREADABLE_PYTHON_LOCK_STALE_S",
+    "FileRegistry",
+    "RegistryError",
+    "ServiceAlreadyRunningError",
+    "ServiceNotFoundError",
+    "assert_trusted",
+    "check_service_id",
+    "is_owner_alive",
+    "is_process_alive",
+    "parse_registry",
+    "process_start_time",
+    "to_entry",
+    "write_registry_file",
+]
 
 REGISTRY_DIR_ENV: Final = "MULTIFROST_REGISTRY_DIR"
 REGISTRY_FILE_NAME: Final = "services.json"
 PYTHON_LOCK_FILE_NAME: Final = "services.lock"
-#: proper-lockfile's staleness threshold, as JS v4 uses it.
-JS_LOCK_STALE_S: Final = 10.0
-#: A `services.lock` without a readable pid this old is left over from a crash.
-UNREADABLE_PYTHON_LOCK_STALE_S: Final = 30.0
 DEFAULT_LOCK_TIMEOUT_S: Final = 10.0
 DEFAULT_MAX_FILE_BYTES: Final = 4 * 1024 * 1024
 #: A file modified this recently may be rewritten in place within the same timestamp tick without
@@ -43,78 +61,6 @@ MAX_SERVICE_ID_LENGTH: Final = 256
 _CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
 
 T = TypeVar("T")
-
-
-class RegistryError(RuntimeError):
-    """The registry could not be read, locked or written."""
-
-
-class ServiceAlreadyRunningError(RegistryError):
-    """Another live process owns the service id."""
-
-    def __init__(self, service_id: str, pid: int, port: int) -> None:
-        super().__init__(f"Service '{service_id}' already running (PID: {pid}, port: {port})")
-        self.service_id = service_id
-        self.pid = pid
-        self.port = port
-
-
-class ServiceNotFoundError(RegistryError, TimeoutError):
-    def __init__(self, service_id: str, timeout: float) -> None:
-        super().__init__(f"Service '{service_id}' not found within {timeout:g}s")
-        self.service_id = service_id
-
-
-def is_process_alive(pid: int) -> bool:
-    """True if a process with this pid exists (EPERM: it exists, another user's)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    return True
-
-
-def _read_proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks since boot) from /proc/<pid>/stat, or None if unreadable."""
-    if not _is_pid(pid):
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            text = handle.read().decode("latin-1")
-    except OSError:
-        return None
-    # Field 2 is the command name in parentheses and may itself contain ") " and spaces.
-    fields = text[text.rfind(")") + 2 :].split(" ")
-    try:
-        return fields[0], int(fields[19])  # fields[0] is field 3, so field 22 is fields[19]
-    except (IndexError, ValueError):
-        return None
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None where it cannot be read."""
-    stat = _read_proc_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def is_owner_alive(pid: int, pid_start: int | None = None) -> bool:
-    """True if the entry's owner still runs: same start time as recorded, not a zombie.
-
-    Without pid_start (v4 writers), or where /proc cannot tell, this is is_process_alive(pid).
-    """
-    stat = _read_proc_stat(pid)
-    if stat is None:
-        return is_process_alive(pid)
-    state, start = stat
-    if state in ("Z", "X"):
-        return False
-    return pid_start is None or start == pid_start
 
 
 def assert_trusted(kind: str, path: str, info: os.stat_result) -> None:
@@ -186,140 +132,6 @@ def _utc_now_iso() -> str:
     """`started` exactly as JS writes it: `toISOString()`, UTC, milliseconds, `Z`."""
     now = datetime.datetime.now(datetime.timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-# One update at a time per registry file in this process (threads queue instead of polling).
-_process_locks: dict[str, threading.Lock] = {}
-_process_locks_guard = threading.Lock()
-
-
-def _process_lock(path: str) -> threading.Lock:
-    with _process_locks_guard:
-        return _process_locks.setdefault(path, threading.Lock())
-
-
-def _jitter(seconds: float) -> float:
-    return seconds * (0.5 + random.random() * 0.5)
-
-
-class _JsLock:
-    """proper-lockfile's lock: the directory `<file>.lock`; stale when its mtime is > 10 s old."""
-
-    def __init__(self, registry_file: str, timeout: float) -> None:
-        self.path = registry_file + ".lock"
-        self._mtime = 0.0
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            try:
-                os.mkdir(self.path)
-                self._mtime = os.stat(self.path).st_mtime
-                return
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise RegistryError(f"cannot lock {registry_file}: {exc}") from exc
-            try:
-                age = time.time() - os.stat(self.path).st_mtime
-            except FileNotFoundError:
-                continue  # released meanwhile
-            if age > JS_LOCK_STALE_S:
-                # proper-lockfile removes a stale lock and tries again at once; so do we.
-                try:
-                    os.rmdir(self.path)
-                except OSError:
-                    pass
-                continue
-            if time.monotonic() >= deadline:
-                raise RegistryError(f"the registry lock {self.path} was still held after {timeout:g}s")
-            time.sleep(_jitter(delay))
-            delay = min(delay * 1.5, 0.1)
-
-    def assert_held(self) -> None:
-        try:
-            mtime = os.stat(self.path).st_mtime
-        except OSError as exc:
-            raise RegistryError(f"lost the registry lock {self.path}: {exc}") from exc
-        if mtime != self._mtime:
-            raise RegistryError(f"lost the registry lock {self.path}: taken over by another process")
-
-    def release(self) -> None:
-        try:
-            os.rmdir(self.path)
-        except OSError:
-            pass
-
-
-def _read_holder(path: str) -> tuple[int | None, int, float] | None:
-    """(pid inside or None, inode, mtime) of Python v4's lock file, or None if it is gone."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            info = os.fstat(handle.fileno())
-            text = handle.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise RegistryError(f"cannot read the registry lock {path}: {exc}") from exc
-    match = re.fullmatch(r"\s*(\d+)\s*", text)
-    return (int(match.group(1)) if match else None, info.st_ino, info.st_mtime)
-
-
-def _remove_if_stale(path: str) -> bool:
-    """Removes a `services.lock` whose owner is gone; True when the caller should retry at once."""
-    holder = _read_holder(path)
-    if holder is None:
-        return True
-    pid, ino, mtime = holder
-    if pid is None:
-        age = time.time() - mtime
-        if age <= UNREADABLE_PYTHON_LOCK_STALE_S:
-            return False  # its owner may be writing its pid right now
-        why = f"no pid inside, {round(age)} s old"
-    elif pid == os.getpid():
-        why = "left behind by this process"
-    elif not is_process_alive(pid):
-        why = f"its owner, pid {pid}, is gone"
-    else:
-        return False
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return True
-    if now.st_ino != ino or now.st_mtime != mtime:
-        return True
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-    sys.__stderr__.write(f"multifrost registry: removed the stale lock {path} ({why})\n")
-    return True
-
-
-def _acquire_python_lock(path: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise RegistryError(f"cannot create the registry lock {path}: {exc}") from exc
-        else:
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
-            return
-        if _remove_if_stale(path):
-            continue
-        if time.monotonic() >= deadline:
-            holder = _read_holder(path)
-            by = f" by pid {holder[0]}" if holder and holder[0] is not None else ""
-            raise RegistryError(
-                f"the registry lock {path} was still held after {timeout:g}s{by}; "
-                "remove it if no Multifrost process is updating the registry"
-            )
-        time.sleep(_jitter(0.075))
 
 
 def write_registry_file(path: str, document: dict[str, Any], max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
@@ -518,10 +330,10 @@ class FileRegistry:
         canonical = self._prepare_dir()
         registry_file = os.path.join(canonical, REGISTRY_FILE_NAME)
         python_lock = os.path.join(canonical, PYTHON_LOCK_FILE_NAME)
-        with _process_lock(registry_file):
-            js_lock = _JsLock(registry_file, self._lock_timeout)
+        with process_lock(registry_file):
+            js_lock = JsLock(registry_file, self._lock_timeout)
             try:
-                _acquire_python_lock(python_lock, self._lock_timeout)
+                acquire_python_lock(python_lock, self._lock_timeout)
                 try:
                     read = self._read(registry_file)
                     if isinstance(read, str):
