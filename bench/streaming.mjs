@@ -12,6 +12,7 @@
 // over rounds (per-round ratios listed), as bench/metrics-cost.mjs does.
 //
 //   node bench/streaming.mjs [--quick] [--rounds=N]     (run `npm run build` first; npm run bench runs it)
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { fixedCountRate, formatTable, machineMeta, median } from "./lib/measure.mjs";
 import { startOurPeer } from "./lib/our-peer.mjs";
@@ -92,8 +93,9 @@ const rows = KINDS.map(({ name }) => ({
   per: per((r) => r[name].stream / r[name].pipelined),
 }));
 console.log(`\n### Streaming vs calls: values/s from one TS child (${ROUNDS} rounds, order rotating)\n`);
+const load = (values) => values.map((v) => v.toFixed(2)).join(" / ");
 console.log(
-  `${meta.date} · node ${meta.node} · ${meta.cpus} CPUs (${meta.cpuModel}) · load average ${meta.loadavgStart.map((v) => v.toFixed(2)).join(" / ")} at start\n`,
+  `${meta.date} · node ${meta.node} · ${meta.cpus} CPUs (${meta.cpuModel}) · load average ${load(meta.loadavgStart)} at start, ${load(os.loadavg())} at end (1/5/15 min)\n`,
 );
 console.log(
   formatTable(rows, [
