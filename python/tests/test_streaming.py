@@ -224,6 +224,13 @@ class Streams(ChildWorker):
         finally:
             self.was_cancelled = self.call.cancelled
 
+    async def aforever(self):
+        try:
+            async for value in self.counter.asynchronous():
+                yield value
+        finally:
+            self.was_cancelled = self.call.cancelled
+
     def call_ids(self, n):
         for _ in range(n):
             yield self.call.id
@@ -334,15 +341,33 @@ def test_a_plain_method_called_with_stream_answers_with_its_single_result(parent
     assert parent.worker.stats["chunks_sent"] == 0
 
 
-def test_stopping_closes_a_stream_that_waits_for_credit(tmp_path):
+def test_a_stream_cancelled_while_it_waits_for_a_thread_never_runs_and_gets_no_reply(tmp_path):
+    started = Parent(tmp_path, max_concurrency=1)
+    try:
+        running = started.stream("forever", credit=1)
+        assert started.recv()["value"] == 1  # the one pool thread now waits for credit
+        queued = started.stream("count", 5)
+        started.send(type="cancel", id=queued)
+        started.send(type="cancel", id=running)
+        end = started.recv()
+        assert end["id"] == running and end["type"] == "response"
+        assert not started.sock.poll(300)  # nothing for the queued call, ever
+        stats = started.worker.stats
+        assert stats["calls_cancelled"] == 2 and stats["calls_cancelled_queued"] == 1 and stats["in_flight"] == 0
+    finally:
+        started.close()
+
+
+@pytest.mark.parametrize("function", ["forever", "aforever"])
+def test_stopping_closes_a_stream_that_waits_for_credit(tmp_path, function):
     started = Parent(tmp_path, shutdown_grace=0.2)
     try:
-        started.stream("forever", credit=2)
+        started.stream(function, credit=2)
         assert [started.recv()["value"] for _ in range(2)] == [1, 2]
         began = time.monotonic()
         started.worker.stop()
         started.thread.join(10)
         assert not started.thread.is_alive() and time.monotonic() - began < 5
-        assert started.worker.counter.closed.is_set()
+        assert started.worker.counter.closed.is_set() and started.worker.was_cancelled is True
     finally:
         started.close()

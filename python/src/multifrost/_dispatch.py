@@ -78,9 +78,13 @@ class Dispatcher:
         ready.wait()
 
     def cancel_streams(self) -> None:
-        """Stopping: every stream still running closes its generator and ends (a stream waiting
-        for credit that will not come would otherwise hold its thread forever)."""
-        for flow in list(self._flows.values()):
+        """Stopping: every stream still running is cancelled as a `cancel` would (its generator
+        closes, `self.call.cancelled` is set): one waiting for credit that will not come would
+        otherwise hold its thread forever."""
+        for msg_id, flow in list(self._flows.items()):
+            context = self._live.get(msg_id)
+            if context is not None:
+                context._cancel.set()
             flow.cancel()
 
     def stop(self) -> None:
