@@ -5,7 +5,8 @@ export { PARENT_DEFAULTS } from "./parent/options.js";
 export type { BackoffOptions } from "./core/backoff.js";
 export type { FailureWindowOptions } from "./core/failure-window.js";
 export { ParentHandle } from "./parent/parent-handle.js";
-export { ChildWorker } from "./child-worker.js";
+// From the worker entry (a bundle in dist/, scripts/build-child.mjs): one ChildWorker class for both entries.
+export { ChildWorker } from "./child-entry.js";
 export type { ChildWorkerOptions, ChildWorkerStats } from "./child-worker.js";
 export type { CallOptions, CallProxy, Remote, DynamicFunctions } from "./parent/call-proxy.js";
 export { CallStream, STREAM_CREDIT, STREAM_DEFAULTS, type StreamOptions, type StreamProxy } from "./parent/call-stream.js";
@@ -56,7 +57,7 @@ export { LogLevel, LogEvent, LOG_LEVEL_ENV } from "./observability/logger.js";
 export type { Logger, LogFields, LogLevelOption } from "./observability/logger.js";
 export { StructuredLogger, defaultJsonHandler, defaultPrettyHandler } from "./observability/v4-logging.js";
 export type { LogEntry, LogHandler, LogOptions } from "./observability/v4-logging.js";
-export { currentCall } from "./child/call-context.js";
+export { currentCall } from "./child-entry.js";
 export type { CallContext } from "./child/call-context.js";
 export { CALL_CHANNEL } from "./observability/call-tracing.js";
 export type { CallChannelContext } from "./observability/call-tracing.js";

@@ -125,64 +125,81 @@ describe("the npm package", () => {
       expect(maps.length).toBeGreaterThan(0);
       const pkg = join(app, "node_modules", "multifrost");
       for (const map of maps) {
-        const { sources: mapped } = JSON.parse(readFileSync(join(pkg, map), "utf8")) as { sources: string[] };
-        for (const target of mapped) {
+        const { sources: mapped, sourcesContent } = JSON.parse(readFileSync(join(pkg, map), "utf8")) as { sources: string[]; sourcesContent?: (string | null)[] };
+        mapped.forEach((target, i) => {
+          // A bundled dependency's source is not shipped: the map carries its text (dist/child-entry.js.map).
+          if (typeof sourcesContent?.[i] === "string") return;
           const resolved = posix.normalize(posix.join(posix.dirname(map), target));
           expect(paths, `${map} → ${target}`).toContain(resolved);
-        }
+        });
       }
       const forbidden = [...paths].filter((path) => FORBIDDEN.some((pattern) => pattern.test(path)));
       expect(forbidden).toEqual([]);
+      // multifrost/child is the bundle of scripts/build-child.mjs, not tsc's re-exporting module.
+      const lean = readFileSync(join(pkg, "dist/child-entry.js"), "utf8");
+      expect(lean).toMatch(/\bChildWorker = class\b|\bclass ChildWorker\b/);
+      expect(lean).not.toMatch(/from "\.\/child-worker\.js"/);
     });
 
-    it("loads with import and with require, both entry points, the same exports", () => {
+    it("loads with import and with require, every entry point, the same exports", () => {
       const esm = run(
         process.execPath,
-        ["--input-type=module", "-e", `import * as mf from "multifrost"; import * as machines from "multifrost/machines"; console.log(JSON.stringify([Object.keys(mf).sort(), Object.keys(machines).sort()]));`],
+        [
+          "--input-type=module",
+          "-e",
+          `import * as mf from "multifrost"; import * as machines from "multifrost/machines"; import * as child from "multifrost/child"; console.log(JSON.stringify([Object.keys(mf).sort(), Object.keys(machines).sort(), Object.keys(child).sort(), child.ChildWorker === mf.ChildWorker]));`,
+        ],
         app,
       );
+      const keys = (name: string): string => `Object.keys(require("${name}")).filter((k) => k !== "__esModule").sort()`;
       const cjs = run(
         process.execPath,
-        ["-e", `const mf = require("multifrost"); const machines = require("multifrost/machines"); console.log(JSON.stringify([Object.keys(mf).filter((k) => k !== "__esModule").sort(), Object.keys(machines).filter((k) => k !== "__esModule").sort()]));`],
+        ["-e", `console.log(JSON.stringify([${keys("multifrost")}, ${keys("multifrost/machines")}, ${keys("multifrost/child")}, require("multifrost/child").ChildWorker === require("multifrost").ChildWorker]));`],
         app,
       );
-      const [esmMain, esmMachines] = JSON.parse(esm.stdout) as [string[], string[]];
+      const [esmMain, esmMachines, esmChild, sameClass] = JSON.parse(esm.stdout) as [string[], string[], string[], boolean];
       expect(esmMain).toContain("ParentWorker");
       expect(esmMain).toContain("ChildWorker");
       expect(esmMachines.length).toBeGreaterThan(0);
-      expect(JSON.parse(cjs.stdout)).toEqual([esmMain, esmMachines]);
+      expect(esmChild).toEqual(expect.arrayContaining(["ChildWorker", "currentCall"]));
+      expect(sameClass).toBe(true);
+      expect(JSON.parse(cjs.stdout)).toEqual([esmMain, esmMachines, esmChild, true]);
       expect(cjs.stderr).not.toMatch(/error/i);
     });
 
-    it("type-checks and runs `import mf = require(\"multifrost\")` in a .cts file", () => {
+    it("type-checks and runs `import mf = require(\"multifrost\")` and multifrost/child in a .cts file", () => {
       writeFileSync(
         join(app, "main.cts"),
-        `import mf = require("multifrost");\nconst spawn: typeof mf.ParentWorker.spawn = mf.ParentWorker.spawn;\nconsole.log(typeof spawn, mf.EncodeError.name);\n`,
+        `import mf = require("multifrost");\nimport lean = require("multifrost/child");\nconst spawn: typeof mf.ParentWorker.spawn = mf.ParentWorker.spawn;\nconst Worker: typeof mf.ChildWorker = lean.ChildWorker;\nconsole.log(typeof spawn, mf.EncodeError.name, Worker === mf.ChildWorker);\n`,
       );
       const tsc = join(root, "node_modules/typescript/bin/tsc");
       run(process.execPath, [tsc, "--module", "nodenext", "--strict", "--skipLibCheck", "--types", "node", "--typeRoots", join(root, "node_modules/@types"), "--outDir", "out", "main.cts"], app);
-      expect(run(process.execPath, ["out/main.cjs"], app).stdout.trim()).toBe("function EncodeError");
+      expect(run(process.execPath, ["out/main.cjs"], app).stdout.trim()).toBe("function EncodeError true");
     });
 
-    it("runs a worker: a CommonJS parent calls an ES module child, both from the installed package", () => {
-      writeFileSync(
-        join(app, "worker.mjs"),
-        `import { ChildWorker } from "multifrost";\nclass W extends ChildWorker { add(a, b) { return a + b; } }\nawait new W().run();\n`,
-      );
+    it("runs workers: a CommonJS parent calls ES module children importing multifrost and multifrost/child, all from the installed package", () => {
+      for (const [file, entry] of [["worker.mjs", "multifrost"], ["lean-worker.mjs", "multifrost/child"]]) {
+        writeFileSync(
+          join(app, file!),
+          `import { ChildWorker } from "${entry}";\nclass W extends ChildWorker { add(a, b) { return a + b + (this.call.function === "add" ? 0 : 100); } }\nawait new W().run();\n`,
+        );
+      }
       writeFileSync(
         join(app, "parent.cjs"),
         `const { ParentWorker } = require("multifrost");
 (async () => {
-  const worker = ParentWorker.spawn(require("node:path").join(__dirname, "worker.mjs"), "node", { onOutput: () => {} });
-  const handle = worker.handle();
-  await handle.start();
-  console.log(await handle.call.add(2, 3));
-  await handle.stop();
+  for (const file of ["worker.mjs", "lean-worker.mjs"]) {
+    const worker = ParentWorker.spawn(require("node:path").join(__dirname, file), "node", { onOutput: () => {} });
+    const handle = worker.handle();
+    await handle.start();
+    console.log(await handle.call.add(2, 3));
+    await handle.stop();
+  }
 })().catch((error) => { console.error(error); process.exit(1); });
 `,
       );
       const result = run(process.execPath, ["parent.cjs"], app);
-      expect(result.stdout.trim()).toBe("5");
+      expect(result.stdout.trim()).toBe("5\n5");
     });
 
     it("runs the multifrost command from the installed package", () => {

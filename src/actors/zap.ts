@@ -100,4 +100,10 @@ async function bindRetrying(socket: zmq.Router): Promise<void> {
   }
 }
 
-export const zapHandler = new ZapHandler();
+/**
+ * One per process, whichever copy of this module runs (`multifrost/child` is a bundle with its own
+ * copy, scripts/build-child.mjs): a second handler could not bind the endpoint, and the sockets
+ * relying on it would refuse every peer. The first copy loaded creates it.
+ */
+const HANDLER = Symbol.for("multifrost.zapHandler.v1");
+export const zapHandler: ZapHandler = ((globalThis as { [HANDLER]?: ZapHandler })[HANDLER] ??= new ZapHandler());

@@ -31,10 +31,33 @@ export interface CallContext {
 const NO_METADATA: Readonly<Metadata> = Object.freeze({});
 
 /**
- * The signals of running calls that asked for one (or were cancelled before asking), by call id.
- * An entry lives until `releaseCall(id)`, which the dispatcher calls when the call ends.
+ * This module's state is the process's, whichever copy of the module runs: `multifrost/child` is a
+ * bundle with its own copy (scripts/build-child.mjs), and a worker may mix it with `multifrost`
+ * (a helper calling `currentCall()` from one while its class extends the other's ChildWorker), or
+ * run beside another installed copy. The first copy loaded creates the state; the key carries a
+ * version, to be bumped if its shape ever changes.
  */
-const controllers = new Map<string, AbortController>();
+interface CallState {
+  /** Each async handler's call, across its awaits (switched on by the first async handler). */
+  readonly storage: AsyncLocalStorage<CallContext>;
+  /**
+   * The signals of running calls that asked for one (or were cancelled before asking), by call id.
+   * An entry lives until `releaseCall(id)`, which the dispatcher calls when the call ends.
+   */
+  readonly controllers: Map<string, AbortController>;
+  /** The call a synchronous handler is running (set only while it runs; wins over the storage). */
+  runningSync: CallContext | undefined;
+  storageOn: boolean;
+}
+
+const STATE = Symbol.for("multifrost.callContext.v1");
+const state = ((globalThis as { [STATE]?: CallState })[STATE] ??= {
+  storage: new AsyncLocalStorage<CallContext>(),
+  controllers: new Map<string, AbortController>(),
+  runningSync: undefined,
+  storageOn: false,
+});
+const { storage, controllers } = state;
 
 /** A `cancel` for the running call `id`: aborts its signal (now, or as it is first read). */
 export function cancelCall(id: string): void {
@@ -106,34 +129,30 @@ export class IncomingCall implements CallContext {
   }
 }
 
-const storage = new AsyncLocalStorage<CallContext>();
-/** The call a synchronous handler is running (set only while it runs; wins over the storage). */
-let runningSync: CallContext | undefined;
 const AsyncFunction = (async () => undefined).constructor;
 const AsyncGeneratorFunction = async function* () {}.constructor;
-let storageOn = false;
 
 /** The call being handled here, or undefined outside a handler. */
 export function currentCall(): CallContext | undefined {
-  return runningSync ?? storage.getStore();
+  return state.runningSync ?? storage.getStore();
 }
 
 /** Runs `handler(...args)` as the handling of `call`. */
 export function runInCall(call: CallContext, handler: (...args: unknown[]) => unknown, args: unknown[]): unknown {
   // Once an async handler has switched the storage on (its cost is then paid), every handler uses
   // it, so callbacks a synchronous handler schedules never see another call's context either.
-  if (storageOn || handler.constructor === AsyncFunction || handler.constructor === AsyncGeneratorFunction) {
-    storageOn = true;
+  if (state.storageOn || handler.constructor === AsyncFunction || handler.constructor === AsyncGeneratorFunction) {
+    state.storageOn = true;
     const result = storage.run(call, handler, ...args);
     // A generator's body runs on each next(), later and elsewhere: run those in the call too.
     return isAsyncIterator(result) ? iterateInCall(call, result) : result;
   }
-  const previous = runningSync;
-  runningSync = call;
+  const previous = state.runningSync;
+  state.runningSync = call;
   try {
     return handler(...args);
   } finally {
-    runningSync = previous;
+    state.runningSync = previous;
   }
 }
 
