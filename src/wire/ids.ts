@@ -1,5 +1,3 @@
-import { randomUUID } from "node:crypto";
-
 /**
  * Message ids: UUIDv4s in their 32-hex-digit form (Python's `uuid4().hex`; every UUID parser
  * reads it), unique per process without a crypto call per message. One random UUID per process
@@ -10,16 +8,24 @@ import { randomUUID } from "node:crypto";
  *
  * The id is kept as ASCII bytes and incremented in place, then read out as one flat string
  * (a concatenation would be a rope that every Map lookup and encoder has to flatten first).
+ *
+ * Made on the first id, with the global Web Crypto: a spawned worker needs none until it prints,
+ * and importing `node:crypto` was ≈ 2 ms of its startup (docs/performance.md, A lean child).
  */
 const PREFIX_LENGTH = 20;
 const ID_LENGTH = 32;
-const start = Math.floor(Math.random() * 0x1000000);
 
 /** Node's Buffer has `latin1Slice` (what `toString("latin1")` calls) without a type for it. */
 type Latin1Buffer = Buffer & { latin1Slice?(start: number, end: number): string };
-const bytes: Latin1Buffer = Buffer.from(randomUUID().replaceAll("-", "").slice(0, PREFIX_LENGTH) + start.toString(16).padStart(12, "0"), "latin1");
+let bytes: Latin1Buffer | undefined;
+
+function firstId(): Latin1Buffer {
+  const start = Math.floor(Math.random() * 0x1000000);
+  return Buffer.from(crypto.randomUUID().replaceAll("-", "").slice(0, PREFIX_LENGTH) + start.toString(16).padStart(12, "0"), "latin1");
+}
 
 export function nextMessageId(): string {
+  bytes ??= firstId();
   // Add one to the hex counter (from "ffffffffffff" it wraps to zero).
   for (let i = ID_LENGTH - 1; i >= PREFIX_LENGTH; i--) {
     const digit = bytes[i]!;
