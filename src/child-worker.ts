@@ -241,7 +241,10 @@ export abstract class ChildWorker {
     try {
       const port = await channel.bind(connect.host, 0);
       this.#registry = await connectRegistry(connect);
-      await this.#registry.register(connect.serviceId, port, process.pid, connect.curve && { publicKey: connect.curve.publicKey });
+      await this.#registry.register(connect.serviceId, port, process.pid, {
+        ...(connect.curve === undefined ? {} : { publicKey: connect.curve.publicKey }),
+        ...(connect.advertise === undefined ? {} : { host: connect.advertise }),
+      });
       this.#registered = true;
     } catch (error) {
       this.#log?.registryError("register", connect.serviceId, error);

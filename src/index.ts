@@ -29,10 +29,20 @@ export {
   WorkerUnavailableError,
   SupervisorError,
 } from "./errors.js";
-export { FileRegistry, REGISTRY_DIR_ENV } from "./registry/index.js";
+export { FileRegistry, REGISTRY_DIR_ENV, REGISTRY_ENV, openRegistry, parseRegistryUrl, closeOpenedRegistries, instancesOf, instanceKey } from "./registry/index.js";
 export { curveKeyPair, saveCurveKeys, loadCurveKeys, loadAuthorizedKeys, KEYS_DIR_ENV } from "./actors/curve.js";
 export type { CurveKeyPair, ServiceCurveOptions, ClientCurveOptions } from "./actors/curve.js";
-export type { ServiceEntry, FileRegistryOptions, RegistryBackend } from "./registry/index.js";
+export type {
+  ServiceEntry,
+  FileRegistryOptions,
+  RegistryBackend,
+  RegistrationExtras,
+  InstancesListener,
+  RegistrySetting,
+  ParsedRegistryUrl,
+  EtcdRegistryOptions,
+} from "./registry/index.js";
+export { ServicePool } from "./supervision/service-pool.js";
 export { ServiceRegistry } from "./registry/v4-service-registry.js";
 export type { MultifrostErrorCode } from "./errors.js";
 export type { ConnectionState, RestartType } from "./machines/connection.js";

@@ -1,3 +1,4 @@
+import { networkInterfaces } from "node:os";
 import { DISPATCHER_DEFAULTS } from "../actors/dispatcher.js";
 import { resolveServiceCurve, type ServiceCurveOptions } from "../actors/curve.js";
 import { InvalidArgumentError } from "../errors.js";
@@ -9,12 +10,21 @@ import type { RegistryBackend } from "../registry/index.js";
 export interface ChildWorkerOptions {
   /** Connect mode: the service id to register; the worker binds and parents connect to it. */
   serviceId?: string;
-  /** Connect mode: where to register. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
-  registry?: RegistryBackend;
+  /**
+   * Connect mode: where to register — a backend, or a URL (`file:///dir`, `etcd://host:port[,…]`).
+   * Default: `$MULTIFROST_REGISTRY`, else a FileRegistry (`$MULTIFROST_REGISTRY_DIR` or ~/.multifrost).
+   */
+  registry?: RegistryBackend | string;
   /** Connect mode: shorthand for `registry: new FileRegistry({ dir })`. */
   registryDir?: string;
   /** Connect mode: the interface to bind. Default 127.0.0.1; anything else needs `curve` or `insecure: true`. */
   host?: string;
+  /**
+   * Connect mode: the address parents on other machines reach this service at, published in its
+   * registry entry. Default: `host`, or for a wildcard `host` ("0.0.0.0", "::") this machine's
+   * first non-internal IPv4 address.
+   */
+  advertise?: string;
   /**
    * Connect mode: serve over CURVE — the service's key pair and, optionally, the client public keys
    * it admits (any CURVE client otherwise) — or the name of a key pair in the keys directory
@@ -112,9 +122,11 @@ export type ResolvedChildOptions = Required<
 export interface ConnectSettings {
   serviceId: string;
   /** The registry given, or undefined for a FileRegistry in `registryDir`, loaded only then (a spawned worker never loads registry code). */
-  registry: RegistryBackend | undefined;
+  registry: RegistryBackend | string | undefined;
   registryDir: string | undefined;
   host: string;
+  /** The address to publish; undefined for a loopback service (parents use their own loopback). */
+  advertise: string | undefined;
   curve: ServiceCurveOptions | undefined;
 }
 
@@ -144,6 +156,7 @@ export function resolveConnectSettings(options: ChildWorkerOptions): ConnectSett
         registry: options.registry,
         registryDir: options.registryDir,
         host: options.host ?? "127.0.0.1",
+        advertise: advertisedAddress(options.host ?? "127.0.0.1", options.advertise),
         curve: resolveServiceCurve(options.curve, options.host ?? "127.0.0.1", options.insecure ?? false),
       };
 }
@@ -162,9 +175,32 @@ function checkOrphanGrace(value: number | false): number | false {
   return value;
 }
 
-/** Connect mode's registry: the one given, else a FileRegistry (its code is imported only now). */
+/** Connect mode's registry: the one given, else the default one (registry code is imported only now). */
 export async function connectRegistry(connect: ConnectSettings): Promise<RegistryBackend> {
-  if (connect.registry !== undefined) return connect.registry;
-  const { FileRegistry } = await import("../registry/index.js");
-  return new FileRegistry({ dir: connect.registryDir });
+  if (connect.registry !== undefined && typeof connect.registry !== "string") return connect.registry;
+  const { openRegistry } = await import("../registry/index.js");
+  return openRegistry(connect.registry, connect.registryDir);
+}
+
+const WILDCARD = new Set(["0.0.0.0", "*", "::", "[::]"]);
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/;
+
+/** The address a service publishes: `advertise`, else a non-loopback `host`, else (wildcard) an interface's address. */
+function advertisedAddress(host: string, advertise: string | undefined): string | undefined {
+  if (advertise !== undefined) {
+    if (typeof advertise !== "string" || !/^[A-Za-z0-9._:%[\]-]+$/.test(advertise) || advertise.length > 253) {
+      throw new InvalidArgumentError(`advertise must be a host name or an IP address (got ${JSON.stringify(advertise)})`);
+    }
+    if (WILDCARD.has(advertise)) throw new InvalidArgumentError(`advertise must be an address parents can reach, not the wildcard ${advertise}`);
+    return advertise;
+  }
+  if (LOOPBACK.test(host)) return undefined;
+  if (!WILDCARD.has(host)) return host;
+  const address = Object.values(networkInterfaces())
+    .flat()
+    .find((candidate) => candidate !== undefined && candidate.family === "IPv4" && !candidate.internal);
+  if (address === undefined) {
+    throw new InvalidArgumentError(`host ${host} binds every interface, but this machine has no non-loopback IPv4 address to advertise: give advertise`);
+  }
+  return address.address;
 }

@@ -1,5 +1,6 @@
 import { InvalidArgumentError as CommanderInvalidArgument, type Command } from "commander";
 import { ParentWorker } from "../parent/parent-worker.js";
+import { closeOpenedRegistries } from "../registry/open-registry.js";
 import { EncodeError, InvalidArgumentError, RemoteCallError, ServiceNotFoundError } from "../errors.js";
 import { CliExit, EXIT } from "./exit.js";
 import { formatResult, parseArgument } from "./values.js";
@@ -8,6 +9,7 @@ interface CallFlags {
   timeout?: number;
   namespace?: string;
   registryDir?: string;
+  registry?: string;
   stack?: boolean;
   curve?: string;
 }
@@ -25,6 +27,7 @@ export function addCallCommand(program: Command): void {
     .option("--curve <name>", "call a CURVE service with this client key pair (from the keys directory; see keygen)")
     .option("--stack", "with a remote error, print the remote stack (or Python traceback) too")
     .option("--registry-dir <dir>", "the registry directory (default: $MULTIFROST_REGISTRY_DIR, else ~/.multifrost)")
+    .option("--registry <url>", "the registry as a URL: file:///dir or etcd://host:port[,host:port…][/prefix] (default: $MULTIFROST_REGISTRY)")
     .addHelpText(
       "after",
       "\nExit codes: 0 the result was printed, 1 the function raised (stderr has the error) or the call failed, 3 no such service.",
@@ -40,6 +43,7 @@ async function callService(serviceId: string, functionName: string, args: unknow
   try {
     worker = await ParentWorker.connect(serviceId, 0, {
       ...(flags.registryDir !== undefined && { registryDir: flags.registryDir }),
+      ...(flags.registry !== undefined && { registry: flags.registry }),
       ...(flags.namespace !== undefined && { namespace: flags.namespace }),
       ...(flags.curve !== undefined && { curve: flags.curve }),
       autoRestart: false,
@@ -66,6 +70,7 @@ async function callService(serviceId: string, functionName: string, args: unknow
     throw error;
   } finally {
     await worker.stop().catch(() => undefined);
+    await closeOpenedRegistries();
   }
 }
 

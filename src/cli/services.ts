@@ -1,5 +1,7 @@
 import type { Command } from "commander";
 import { FileRegistry } from "../registry/file-registry.js";
+import { closeOpenedRegistries, openRegistry } from "../registry/open-registry.js";
+import type { RegistryBackend, ServiceEntry } from "../registry/registry.js";
 import { isOwnerAlive } from "../registry/liveness.js";
 import { DEFAULT_MAX_FILE_BYTES, RegistryFileReader, toServiceEntry } from "../registry/registry-file.js";
 import { CliExit, EXIT } from "./exit.js";
@@ -18,11 +20,18 @@ export interface ServiceRow {
   ageMs: number | null;
   /** The service's CURVE public key, when it has one. */
   publicKey?: string;
+  /** Where parents connect (etcd entries, and file entries of services bound beyond loopback). */
+  host?: string;
+  /** The machine the service runs on (etcd entries). */
+  hostname?: string;
+  /** The registration, where one id has several (etcd). */
+  instance?: string;
 }
 
 interface ServicesFlags {
   json?: boolean;
   registryDir?: string;
+  registry?: string;
 }
 
 /** `multifrost services`: the registry's entries with liveness and age. */
@@ -32,21 +41,61 @@ export function addServicesCommand(program: Command): void {
     .description("list the services in the registry: id, pid, port, alive or stale, age")
     .option("--json", 'print { "registry": <file>, "services": [{ id, pid, port, started, alive, ageMs, publicKey? }] }')
     .option("--registry-dir <dir>", "the registry directory (default: $MULTIFROST_REGISTRY_DIR, else ~/.multifrost)")
+    .option("--registry <url>", "the registry as a URL: file:///dir or etcd://host:port[,host:port…][/prefix] (default: $MULTIFROST_REGISTRY)")
     .action(async (flags: ServicesFlags) => {
-      const registry = new FileRegistry(flags.registryDir !== undefined ? { dir: flags.registryDir } : {});
-      const rows = await readServices(registry);
+      const registry = openRegistry(flags.registry, flags.registryDir);
+      const location = registry instanceof FileRegistry ? registry.path : (registry.location ?? "the registry");
+      let rows: ServiceRow[];
+      try {
+        rows = registry instanceof FileRegistry ? await readServices(registry) : await readInstances(registry);
+      } finally {
+        await closeOpenedRegistries();
+      }
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ registry: registry.path, services: rows }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ registry: location, services: rows }, null, 2)}\n`);
       } else if (rows.length === 0) {
-        process.stdout.write(`no services in ${registry.path}\n`);
-      } else {
+        process.stdout.write(`no services in ${location}\n`);
+      } else if (registry instanceof FileRegistry) {
         const table = formatTable(
           ["ID", "PID", "PORT", "STATUS", "AGE", "CURVE"],
-          rows.map((row) => [row.id, String(row.pid), String(row.port), row.alive ? "alive" : "stale", row.ageMs === null ? "?" : formatAge(row.ageMs), row.publicKey ? "yes" : ""]),
+          rows.map((row) => [row.id, String(row.pid), String(row.port), row.alive ? "alive" : "stale", age(row), row.publicKey ? "yes" : ""]),
+        );
+        process.stdout.write(`${table.join("\n")}\n`);
+      } else {
+        const table = formatTable(
+          ["ID", "HOST", "PORT", "PID", "MACHINE", "AGE", "CURVE", "INSTANCE"],
+          rows.map((row) => [row.id, row.host ?? "", String(row.port), String(row.pid), row.hostname ?? "", age(row), row.publicKey ? "yes" : "", row.instance ?? ""]),
         );
         process.stdout.write(`${table.join("\n")}\n`);
       }
     });
+}
+
+function age(row: ServiceRow): string {
+  return row.ageMs === null ? "?" : formatAge(row.ageMs);
+}
+
+/** A registry with leases (etcd): every registered instance is alive while its lease is. */
+async function readInstances(registry: RegistryBackend): Promise<ServiceRow[]> {
+  if (registry.listInstances === undefined) {
+    return Object.entries(await registry.list()).map(([id, entry]) => ({ id, ...rowOf(entry) }));
+  }
+  return (await registry.listInstances()).map(({ serviceId, entry }) => ({ id: serviceId, ...rowOf(entry) }));
+}
+
+function rowOf(entry: ServiceEntry): Omit<ServiceRow, "id"> {
+  const started = Date.parse(entry.started);
+  return {
+    pid: entry.pid,
+    port: entry.port,
+    started: entry.started,
+    alive: true,
+    ageMs: Number.isNaN(started) ? null : Math.max(0, Date.now() - started),
+    ...(entry.publicKey === undefined ? {} : { publicKey: entry.publicKey }),
+    ...(entry.host === undefined ? {} : { host: entry.host }),
+    ...(entry.hostname === undefined ? {} : { hostname: entry.hostname }),
+    ...(entry.instance === undefined ? {} : { instance: entry.instance }),
+  };
 }
 
 /** Every well-formed entry of the registry file, live or stale, sorted by id. */
@@ -70,6 +119,7 @@ async function readServices(registry: FileRegistry): Promise<ServiceRow[]> {
         ageMs: Number.isNaN(started) ? null : Math.max(0, now - started),
       };
       if (entry.publicKey !== undefined) row.publicKey = entry.publicKey;
+      if (entry.host !== undefined) row.host = entry.host;
       return [row];
     });
 }

@@ -1,3 +1,4 @@
+import { closeOpenedRegistries, parseRegistryUrl } from "../registry/open-registry.js";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "../errors.js";
 import type { OutputStream } from "../parent/options.js";
@@ -12,6 +13,7 @@ import { logView, ttyView, type UpView } from "./views.js";
 interface UpFlags {
   dashboard?: true | number;
   health?: number;
+  registry?: string;
 }
 
 /** `multifrost up <tree-file>`: runs a supervision tree from a file until Ctrl-C, SIGTERM or the tree fails. */
@@ -22,6 +24,7 @@ export function addUpCommand(program: Command): void {
     .argument("<tree>", "the tree file (.json, .yaml or .yml; see loadTree)")
     .option("--dashboard [port]", "serve the live dashboard on 127.0.0.1 (default: any free port) and print its URL", parsePort)
     .option("--health <port>", "serve /healthz, /readyz, /metrics and /tree on 127.0.0.1:<port> (0: any free port)", parsePort)
+    .option("--registry <url>", "the registry of connect workers and service pools: file:///dir or etcd://host:port[,…][/prefix] (default: $MULTIFROST_REGISTRY)")
     .addHelpText(
       "after",
       "\nCtrl-C or SIGTERM stops the tree in order (workers last started first) and leaves no process.\n" +
@@ -42,7 +45,8 @@ async function runUp(file: string, flags: UpFlags): Promise<number> {
   try {
     spec = await loadTree(file);
     // On a TTY worker output goes through the view, so that it scrolls above the table instead of tearing it.
-    tree = supervise(tty ? withOutput(spec, onOutput) : spec);
+    if (flags.registry !== undefined) parseRegistryUrl(flags.registry);
+    tree = supervise(tty ? withOutput(spec, onOutput) : spec, flags.registry === undefined ? {} : { registry: flags.registry });
   } catch (error) {
     if (error instanceof InvalidArgumentError) throw new CliExit(EXIT.usage, error.message);
     throw error;
@@ -61,6 +65,7 @@ async function runUp(file: string, flags: UpFlags): Promise<number> {
     stopping = (async () => {
       view?.note(`${why} — stopping the tree…`);
       await tree.stop().catch((error: unknown) => view?.note(`stop: ${(error as Error).message}`));
+      await closeOpenedRegistries();
       await Promise.all(servers.map((server) => server.close().catch(() => undefined)));
       view?.note("stopped: no process of the tree is left");
       view?.close();

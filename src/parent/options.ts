@@ -5,7 +5,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { RestartType } from "../machines/connection.js";
 import type { ClientCurveOptions } from "../actors/curve.js";
 import type { Logger, LogLevelOption } from "../observability/logger.js";
-import type { RegistryBackend } from "../registry/index.js";
+import type { RegistrySetting } from "../registry/index.js";
 
 /**
  * Every option of a ParentWorker, with its default in one frozen object (`PARENT_DEFAULTS`).
@@ -214,8 +214,11 @@ export interface SpawnOptions extends CommonOptions {
 
 /** Options for `ParentWorker.connect()`. */
 export interface ConnectOptions extends CommonOptions {
-  /** Where services are registered. Default: a FileRegistry (MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
-  readonly registry?: RegistryBackend;
+  /**
+   * Where services are registered: a backend, or a URL (`file:///dir`, `etcd://host:port[,…]`).
+   * Default: `$MULTIFROST_REGISTRY`, else a FileRegistry (`$MULTIFROST_REGISTRY_DIR` or ~/.multifrost).
+   */
+  readonly registry?: RegistrySetting;
   /** Shorthand for `registry: new FileRegistry({ dir })`. */
   readonly registryDir?: string;
   /**
@@ -225,7 +228,8 @@ export interface ConnectOptions extends CommonOptions {
    */
   readonly curve?: ClientCurveOptions | string;
   /**
-   * Host the service listens on.
+   * Host to connect to when the registry entry names none (a service on this machine's loopback);
+   * an entry that carries a `host` (the service's `advertise`) is reached there.
    * @default "127.0.0.1"
    */
   readonly host?: string;

@@ -6,7 +6,7 @@ import type { ProcessExit } from "../actors/process-actor.js";
 import { InvalidArgumentError } from "../errors.js";
 import { connectionMachine, LIVE_STATES as LIVE, type ConnectionState } from "../machines/connection.js";
 import { createLogSink } from "../observability/logger.js";
-import { FileRegistry, type RegistryBackend } from "../registry/index.js";
+import { openRegistry, type RegistryBackend } from "../registry/index.js";
 import { CallClient, type CallClientStats } from "./call-client.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "./call-proxy.js";
 import { createStreamProxy, type CallStream, type StreamOptions, type StreamProxy } from "./call-stream.js";
@@ -37,6 +37,8 @@ export type ParentWorkerStats = CallClientStats;
 export interface SupervisedOptions {
   /** The supervisor decides restarts: a down connection waits for `reopen()`. */
   readonly supervised?: boolean;
+  /** Connect only to this registered instance of the service (a service pool's member); see `instanceKey`. */
+  readonly instance?: string;
 }
 
 /**
@@ -109,7 +111,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
       log,
     };
     this.#transport =
-      target.kind === "spawn" ? new SpawnTransport(host, target.argv, options) : new ServiceTransport(host, target.serviceId, target.registry, options.curve);
+      target.kind === "spawn" ? new SpawnTransport(host, target.argv, options) : new ServiceTransport(host, target.serviceId, target.registry, options.curve, options.instance);
     this.call = createCallProxy((fn, args, callOptions) => this.invoke(fn, args, callOptions));
 
     this.#lifecycle = new WorkerLifecycle(
@@ -169,7 +171,7 @@ export class ParentWorker extends EventEmitter<ParentWorkerEvents> {
     if (typeof serviceId !== "string" || serviceId.length === 0) {
       throw new InvalidArgumentError("connect() needs a service id");
     }
-    const registry = options.registry ?? new FileRegistry({ dir: options.registryDir });
+    const registry = openRegistry(options.registry, options.registryDir);
     return new ParentWorker({ kind: "connect", serviceId, registry }, options);
   }
 

@@ -2,7 +2,7 @@ import { checkZ85Key, loadCurveKeys, type ClientCurveOptions } from "../actors/c
 import { DealerChannel } from "../actors/zmq-channel.js";
 import { CallTimeoutError, WorkerExitedError, WorkerStartError, errorSummary } from "../errors.js";
 import { LogEvent } from "../observability/logger.js";
-import type { RegistryBackend, ServiceEntry } from "../registry/index.js";
+import { entryEndpoint, instanceKey, instancesOf, sameInstance, ServiceNotFoundError, type RegistryBackend, type ServiceEntry } from "../registry/index.js";
 import { watchService } from "./service-watch.js";
 import type { Transport, TransportHost } from "./transport.js";
 
@@ -19,12 +19,17 @@ export class ServiceTransport implements Transport {
   readonly registry: RegistryBackend;
   #channel: DealerChannel | undefined;
   #port: number | undefined;
+  /** The registry entry of the instance this transport is connected to. */
+  #entry: ServiceEntry | undefined;
   #unwatch: (() => void) | undefined;
 
   readonly #curve: ClientCurveOptions | undefined;
+  /** Pinned to one registered instance (a service pool's member), or any live one. */
+  readonly #instance: string | undefined;
 
-  constructor(host: TransportHost, serviceId: string, registry: RegistryBackend, curve?: ClientCurveOptions | string) {
+  constructor(host: TransportHost, serviceId: string, registry: RegistryBackend, curve?: ClientCurveOptions | string, instance?: string) {
     this.#host = host;
+    this.#instance = instance;
     this.serviceId = serviceId;
     this.registry = registry;
     this.#curve = typeof curve === "string" ? loadCurveKeys(curve) : curve;
@@ -54,12 +59,13 @@ export class ServiceTransport implements Transport {
     // intensity can judge a vanished service (OTP: a failing start is counted, not waited out).
     const discoverMs = host.supervised && attempt > 0 ? Math.min(startupTimeout, SUPERVISED_DISCOVERY_MS) : startupTimeout;
     try {
-      const entry = await this.registry.discover(this.serviceId, discoverMs).catch((error: unknown) => {
+      const entry = await this.#find(discoverMs).catch((error: unknown) => {
         host.log?.log("warn", { event: LogEvent.REGISTRY_ERROR, worker: host.name, service: this.serviceId, reason: errorSummary(error) }, `${host.name}: registry lookup failed`);
         throw error;
       });
       if (signal.aborted) return;
       this.#port = entry.port;
+      this.#entry = entry;
       const curve = this.#curve;
       const serverKey = curve?.serverPublicKey ?? entry.publicKey;
       if (curve === undefined && entry.publicKey !== undefined) {
@@ -81,9 +87,9 @@ export class ServiceTransport implements Transport {
           ? new Promise<never>(() => undefined)
           : new Promise<never>((_, reject) => channel.onHandshakeFailure((reason) => reject(new Error(`the service refused the connection (${reason})`))));
       refused.catch(() => undefined);
-      channel.connect(`tcp://${host.settings.host}:${entry.port}`);
+      channel.connect(entryEndpoint(entry, host.settings.host));
       this.#unwatch?.();
-      this.#unwatch = watchService(this.registry, this.serviceId, (found) => this.#onEntry(channel, found));
+      this.#unwatch = watchService(this.registry, this.serviceId, (found) => this.#onInstances(channel, entry, found));
       channel.onPayload(
         (payload) => host.client.receive(payload),
         (error) => process.stderr.write(`[${host.name}] multifrost: receive loop failed: ${String(error)}\n`),
@@ -103,6 +109,15 @@ export class ServiceTransport implements Transport {
     }
   }
 
+  /** Any live instance (waiting up to `timeoutMs`), or the pinned one, which is there or gone for good. */
+  async #find(timeoutMs: number): Promise<ServiceEntry> {
+    const pinned = this.#instance;
+    if (pinned === undefined) return this.registry.discover(this.serviceId, timeoutMs);
+    const entry = (await instancesOf(this.registry, this.serviceId)).find((candidate) => instanceKey(candidate) === pinned);
+    if (entry === undefined) throw new ServiceNotFoundError(`${this.serviceId}' instance '${pinned}`, 0);
+    return entry;
+  }
+
   async close(): Promise<void> {
     this.#unwatch?.();
     this.#unwatch = undefined;
@@ -111,16 +126,17 @@ export class ServiceTransport implements Transport {
   }
 
   /**
-   * The service's registry entry, on every watch tick: gone, or moved to another port (it
-   * restarted elsewhere), means this connection is lost. A service that just died may still look
-   * alive for a moment (not yet reaped, not yet unregistered): the next ticks catch it, and
-   * heartbeats judge the rest.
+   * The service's live instances, on every watch tick or push: ours gone (unregistered, its lease
+   * expired), or moved to another port (it restarted elsewhere), means this connection is lost.
+   * A service that just died may still look alive for a moment (not yet reaped, not yet
+   * unregistered, its lease not yet expired): the next looks catch it, and heartbeats judge the rest.
    */
-  #onEntry(channel: DealerChannel, entry: ServiceEntry | undefined): void {
+  #onInstances(channel: DealerChannel, connected: ServiceEntry, entries: readonly ServiceEntry[]): void {
     const host = this.#host;
     if (channel !== this.#channel || !host.isLive()) return;
-    if (entry !== undefined && entry.port === this.#port) return;
-    const where = entry === undefined ? "is no longer registered" : `moved to port ${entry.port}`;
+    if (entries.some((entry) => sameInstance(entry, connected))) return;
+    const moved = entries.length === 1 && connected.instance === undefined ? entries[0] : undefined;
+    const where = moved === undefined ? "is no longer registered" : `moved to port ${moved.port}`;
     host.lost(channel, new WorkerExitedError(host.name, null, null, [], `disconnected: the service ${where}`), `service ${where}`, false);
   }
 }

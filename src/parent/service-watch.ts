@@ -1,7 +1,8 @@
 import type { RegistryBackend, ServiceEntry } from "../registry/index.js";
 
 /**
- * One watch of the registry for every connect-mode connection of this process: each tick looks
+ * For a registry that cannot push changes (the file registry), one poll for every connect-mode
+ * connection of this process: each tick looks
  * each watched service up once (a FileRegistry look at an unchanged file costs a stat) and tells
  * its watchers what it found. This replaces a socket monitor per connection, which cost two more
  * zeromq sockets and four more file descriptors each and capped a process at a few hundred
@@ -11,14 +12,18 @@ import type { RegistryBackend, ServiceEntry } from "../registry/index.js";
 /** How often the registry is looked at while anything is watched (ms). */
 export const SERVICE_WATCH_INTERVAL_MS = 250;
 
-type Watcher = (entry: ServiceEntry | undefined) => void;
+type Watcher = (entries: readonly ServiceEntry[]) => void;
 
 const watched = new Map<RegistryBackend, Map<string, Set<Watcher>>>();
 let timer: NodeJS.Timeout | undefined;
 let ticking = false;
 
-/** Calls `watcher` with the service's entry (undefined: gone) on every tick; returns the unwatch function. */
+/**
+ * Calls `watcher` with the service's live instances (none: gone): pushed by a backend that
+ * watches (etcd), else on every tick of the shared poll. Returns the unwatch function.
+ */
 export function watchService(registry: RegistryBackend, serviceId: string, watcher: Watcher): () => void {
+  if (registry.watch !== undefined) return registry.watch(serviceId, watcher);
   let services = watched.get(registry);
   if (services === undefined) watched.set(registry, (services = new Map()));
   let watchers = services.get(serviceId);
@@ -51,7 +56,8 @@ async function tick(): Promise<void> {
         } catch {
           continue; // a registry error says nothing about the service: heartbeats judge
         }
-        for (const watcher of [...watchers]) watcher(entry);
+        const entries = entry === undefined ? [] : [entry];
+        for (const watcher of [...watchers]) watcher(entries);
       }
     }
   } finally {

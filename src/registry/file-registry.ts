@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidArgumentError, RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError } from "../errors.js";
 import { isOwnerAlive, processStartTime } from "./liveness.js";
 import { withRegistryLock, type HeldLock } from "./locks.js";
-import { assertPid, assertPort, assertServiceId, type RegistrationExtras, type ServiceEntry, type RegistryBackend } from "./registry.js";
+import { assertAdvertisedHost, assertPid, assertPort, assertServiceId, type RegistrationExtras, type ServiceEntry, type RegistryBackend } from "./registry.js";
 import {
   DEFAULT_MAX_FILE_BYTES,
   emptyDocument,
@@ -56,6 +56,10 @@ export class FileRegistry implements RegistryBackend {
   readonly #lockTimeoutMs: number;
   readonly #maxFileBytes: number;
   readonly #reader: RegistryFileReader;
+  /** The registry file, for messages. */
+  get location(): string {
+    return this.path;
+  }
 
   constructor(options: FileRegistryOptions = {}) {
     this.dir = resolve(options.dir || process.env[REGISTRY_DIR_ENV] || join(homedir(), ".multifrost"));
@@ -83,6 +87,7 @@ export class FileRegistry implements RegistryBackend {
     assertServiceId(serviceId);
     assertPort(port);
     assertPid(pid);
+    if (extras.host !== undefined) assertAdvertisedHost(extras.host, "host");
     return this.#update((document) => {
       const existing = toServiceEntry(document[serviceId]);
       if (existing && existing.pid !== pid && isOwnerAlive(existing.pid, existing.pidStart)) {
@@ -91,8 +96,13 @@ export class FileRegistry implements RegistryBackend {
       const pidStart = pid === process.pid ? ownStartTime() : processStartTime(pid);
       const started = new Date().toISOString();
       const base: ServiceEntry = pidStart === undefined ? { port, pid, started } : { port, pid, started, pidStart };
-      const entry: ServiceEntry = extras.publicKey === undefined ? base : { ...base, publicKey: extras.publicKey };
-      document[serviceId] = { ...entry };
+      const entry: ServiceEntry = {
+        ...base,
+        ...(extras.publicKey === undefined ? {} : { publicKey: extras.publicKey }),
+        ...(extras.host === undefined ? {} : { host: extras.host }),
+      };
+      const { host, ...stored } = entry;
+      document[serviceId] = host === undefined ? stored : { ...stored, advertise: host };
       return { result: entry, changed: true };
     });
   }

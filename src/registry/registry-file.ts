@@ -3,7 +3,7 @@ import { open, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { RegistryError } from "../errors.js";
-import { isPid, isPidStart, isPort, type ServiceEntry } from "./registry.js";
+import { isAdvertisedHost, isPid, isPidStart, isPort, type ServiceEntry } from "./registry.js";
 import { assertTrusted } from "./trust.js";
 
 /**
@@ -176,15 +176,18 @@ export function parseRegistry(text: string): ParseResult {
 /** The entry's public shape, or undefined if it has no integer port 1..65535 and pid > 0. */
 export function toServiceEntry(stored: unknown): ServiceEntry | undefined {
   if (!isPlainObject(stored)) return undefined;
-  const { port, pid, started, pidStart, publicKey } = stored;
+  // Our services bound beyond loopback write their address as `advertise` (a v4 writer's `host`,
+  // if any wrote one, would mean something else: it is ignored like every unknown key).
+  const { port, pid, started, pidStart, publicKey, advertise } = stored;
   if (!isPort(port) || !isPid(pid)) return undefined;
-  const entry: { port: number; pid: number; started: string; pidStart?: number; publicKey?: string } = {
+  const entry: { port: number; pid: number; started: string; pidStart?: number; publicKey?: string; host?: string } = {
     port,
     pid,
     started: typeof started === "string" ? started : "",
   };
   if (isPidStart(pidStart)) entry.pidStart = pidStart;
   if (typeof publicKey === "string" && publicKey.length === 40) entry.publicKey = publicKey;
+  if (isAdvertisedHost(advertise)) entry.host = advertise;
   return entry;
 }
 

@@ -22,12 +22,26 @@ export interface ServiceEntry {
   readonly pidStart?: number;
   /** A CURVE service's public key (Z85): clients encrypt to it and authenticate it. v4 peers ignore it. */
   readonly publicKey?: string;
+  /**
+   * The address parents connect to (the service's `advertise`). Absent: the service is on this
+   * machine's loopback (v4 entries, and every service bound to 127.0.0.1).
+   */
+  readonly host?: string;
+  /** Names this registration where one id may have several instances (etcd: the key's last part). */
+  readonly instance?: string;
+  /** The machine the service runs on (etcd entries: `os.hostname()`), for people reading the registry. */
+  readonly hostname?: string;
 }
 
 /** What a registration may publish besides the port (extra fields v4 peers ignore). */
 export interface RegistrationExtras {
   readonly publicKey?: string;
+  /** The address to advertise when it is not this machine's loopback. */
+  readonly host?: string;
 }
+
+/** Called with every live instance of a service: at once, then after each change. */
+export type InstancesListener = (entries: readonly ServiceEntry[]) => void;
 
 export interface RegistryBackend {
   /**
@@ -47,6 +61,44 @@ export interface RegistryBackend {
   unregister(serviceId: string, pid?: number): Promise<boolean>;
   /** Every live entry, by service id. */
   list(): Promise<Record<string, ServiceEntry>>;
+  /**
+   * Every live instance of `serviceId` (a backend where one id may have several, as etcd).
+   * Without it, the instances are `lookup`'s entry, if any.
+   */
+  instances?(serviceId: string): Promise<ServiceEntry[]>;
+  /**
+   * Pushes the live instances of `serviceId` to `listener` now and after each change; returns the
+   * function that stops it. A push-based backend (etcd's watch) implements it; others are polled.
+   * A registry that cannot be reached pushes nothing (running connections are judged by heartbeats).
+   */
+  watch?(serviceId: string, listener: InstancesListener): () => void;
+  /** Every live registration, several per id where several instances run (for the CLI). */
+  listInstances?(): Promise<{ serviceId: string; entry: ServiceEntry }[]>;
+  /** Where the entries live, for messages and the CLI (a file path, etcd endpoints). */
+  readonly location?: string;
+}
+
+/** Every live instance of a service, on any backend. */
+export async function instancesOf(registry: RegistryBackend, serviceId: string): Promise<ServiceEntry[]> {
+  if (registry.instances !== undefined) return registry.instances(serviceId);
+  const entry = await registry.lookup(serviceId);
+  return entry === undefined ? [] : [entry];
+}
+
+/** Names one registered instance: its registration's `instance`, else its address, port and pid. */
+export function instanceKey(entry: ServiceEntry): string {
+  return entry.instance ?? `${entry.host ?? "local"}:${entry.port}:${entry.pid}`;
+}
+
+/** Whether two entries name the same running instance (same address, port and registration). */
+export function sameInstance(a: ServiceEntry, b: ServiceEntry): boolean {
+  return a.port === b.port && (a.host ?? "") === (b.host ?? "") && a.instance === b.instance && a.pid === b.pid;
+}
+
+/** The ZeroMQ endpoint of an entry: its advertised host, else `localHost` (the parent's host setting). */
+export function entryEndpoint(entry: ServiceEntry, localHost: string): string {
+  const host = entry.host ?? localHost;
+  return `tcp://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${entry.port}`;
 }
 
 const MAX_SERVICE_ID_LENGTH = 256;
@@ -79,6 +131,15 @@ export function isPort(value: unknown): value is number {
 /** A start time in clock ticks since boot. */
 export function isPidStart(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/** A host name or IP address a parent could connect to (no scheme, port or spaces). */
+export function isAdvertisedHost(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0 && value.length <= 253 && /^[A-Za-z0-9._:%[\]-]+$/.test(value);
+}
+
+export function assertAdvertisedHost(value: unknown, name = "advertise"): asserts value is string {
+  if (!isAdvertisedHost(value)) throw new InvalidArgumentError(`${name} must be a host name or an IP address (got ${JSON.stringify(value)})`);
 }
 
 export function isPid(value: unknown): value is number {

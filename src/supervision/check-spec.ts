@@ -110,6 +110,7 @@ const TARGET: CheckTable<Exclude<keyof WorkerSpec, keyof WorkerSettings>> = {
 };
 
 const POOL_OWN: CheckTable<Exclude<keyof PoolSpec, keyof WorkerSpec>> = {
+  service: CHECKS.text,
   size: CHECKS.integerAtLeast0,
   maxChildren: CHECKS.integerAtLeast1,
   select: CHECKS.select,
@@ -133,7 +134,7 @@ const REFUSED: Readonly<Record<SupervisorOwnedOption, string>> = {
   maxRestartAttempts: "the supervisor's intensity/periodMs limit restarts under a supervisor",
   inspect: "pass inspect to supervise() options; it covers the whole tree",
   parentActor: "the supervisor sets it",
-  registry: "a registry object cannot be given per child: use registryDir, or supervise({ registryDir })",
+  registry: "a registry cannot be given per child: use registryDir, or supervise({ registry }) / $MULTIFROST_REGISTRY",
   name: "a child's name is its path in the tree, made from its id",
 };
 
@@ -185,6 +186,7 @@ function checkNode(issues: SpecIssue[], spec: unknown, path: string, keys: reado
     }
   }
   if (kind === "supervisor") checkChildren(issues, spec, path, keys, deep);
+  else if (kind === "pool" && spec["service"] !== undefined) checkServicePool(spec, report);
   else checkTarget(spec, report);
   if (kind === "pool") checkPoolSize(spec, report);
   return kind;
@@ -228,6 +230,13 @@ function checkTarget(spec: Record<string, unknown>, report: FieldReport): void {
   }
 }
 
+/** A pool that follows a service's instances: its members come from the registry, not from spawn/connect/size. */
+function checkServicePool(spec: Record<string, unknown>, report: FieldReport): void {
+  for (const key of ["spawn", "connect", "size", "maxChildren", "executable", ...Object.keys(SPAWN_ONLY)]) {
+    if (spec[key] !== undefined) report([key], `'${key}' does not apply to a pool that follows a service: its members are the service's registered instances`, "key");
+  }
+}
+
 function checkPoolSize(spec: Record<string, unknown>, report: FieldReport): void {
   const size = spec["size"] ?? 1;
   const max = spec["maxChildren"];
@@ -249,7 +258,7 @@ function childKind(spec: Record<string, unknown>): ChildKind | undefined {
   const type = spec["type"];
   if (type !== undefined) return type === "worker" || type === "pool" || type === "supervisor" ? type : undefined;
   if ("children" in spec) return "supervisor";
-  if ("maxChildren" in spec || "size" in spec) return "pool";
+  if ("maxChildren" in spec || "size" in spec || "service" in spec) return "pool";
   return "worker";
 }
 

@@ -1,3 +1,4 @@
+import type { RegistrySetting } from "../registry/index.js";
 import type { AnyActorRef } from "xstate";
 import type { Logger, LogLevelOption } from "../observability/logger.js";
 
@@ -49,6 +50,8 @@ export interface NodeContext {
   parentActor: AnyActorRef | undefined;
   emit: TreeListener;
   registryDir: string | undefined;
+  /** `supervise()`'s registry (a backend or URL) for connect-mode children with no registryDir of their own. */
+  registry?: RegistrySetting | undefined;
   /** `supervise()`'s logger and level, for every node below that has none of its own. */
   logger?: Logger | undefined;
   logLevel?: LogLevelOption | undefined;

@@ -114,20 +114,29 @@ export class Pool extends Supervisor {
     if (!Number.isInteger(size) || size < 0 || size > this.maxChildren) {
       throw new InvalidArgumentError(`${this.path}: size must be an integer from 0 to maxChildren (${this.maxChildren}), got ${String(size)}`);
     }
+    while (this.#members.length < size) await this.addMember({}).started;
+    while (this.#members.length > size) await this.removeMember(this.#members.at(-1)!);
+  }
+
+  /** Adds a member (the pool's spec with `overrides`) and starts it if the pool runs (`started`: once it is up). */
+  protected addMember(overrides: Partial<WorkerSpec> & { instance?: string }): { node: WorkerNode; started: Promise<void> } {
+    const node = new WorkerNode({ ...poolMember(this.#spec, ++this.#serial), ...overrides }, this.#childContext);
+    this.#members.push(node);
+    (this.children as SupervisedNode[]).push(node);
+    this.#childContext.onReshaped();
+    const started = this.state === "running" || this.state === "starting" ? node.start() : Promise.resolve();
+    return { node, started };
+  }
+
+  /** Takes a member out of the pool at once (no call goes to it any more, its downs no longer count), then stops it. */
+  protected async removeMember(node: WorkerNode): Promise<void> {
+    const index = this.#members.indexOf(node);
+    if (index === -1) return;
+    this.#members.splice(index, 1);
     const children = this.children as SupervisedNode[];
-    while (this.#members.length < size) {
-      const node = new WorkerNode(poolMember(this.#spec, ++this.#serial), this.#childContext);
-      this.#members.push(node);
-      children.push(node);
-      this.#childContext.onReshaped();
-      if (this.state === "running" || this.state === "starting") await node.start();
-    }
-    while (this.#members.length > size) {
-      const node = this.#members.pop()!;
-      children.splice(children.indexOf(node), 1);
-      this.#childContext.onReshaped();
-      await node.stop();
-    }
+    children.splice(children.indexOf(node), 1);
+    this.#childContext.onReshaped();
+    await node.stop();
   }
 }
 
@@ -143,6 +152,7 @@ function poolMember(spec: PoolSpec, n: number): WorkerSpec {
     periodMs: _periodMs,
     idempotent: _idempotent,
     retries: _retries,
+    service: _service,
     ...settings
   } = spec;
   return { ...settings, type: "worker", id: `${spec.id}-${n}` };

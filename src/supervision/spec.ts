@@ -37,6 +37,12 @@ export interface PoolSpec extends WorkerSettings {
   spawn?: string;
   executable?: string | readonly string[];
   connect?: string;
+  /**
+   * Follow a service: one member per live registered instance of this service id, on any host
+   * (etcd) — instances that register are added, instances that go (unregistered, lease expired)
+   * are removed. Replaces spawn/connect/size/maxChildren.
+   */
+  service?: string;
   /** Workers started with the pool. Default 1. */
   size?: number;
   /** The pool never grows beyond this. Default: `size`. */

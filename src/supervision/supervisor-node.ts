@@ -107,6 +107,7 @@ export class Supervisor implements SupervisedNode {
       parentActor: this.actor,
       emit: context.emit,
       registryDir: context.registryDir,
+      registry: context.registry,
       logger: context.logger,
       logLevel: context.logLevel,
       onDown: (node, reason) => this.#onChildDown(node, reason),

@@ -1,11 +1,13 @@
 import { SupervisorError } from "../errors.js";
 import type { SupervisorState } from "../machines/supervisor.js";
 import type { InspectOption } from "../parent/options.js";
+import type { RegistrySetting } from "../registry/index.js";
 import type { Logger, LogLevelOption } from "../observability/logger.js";
 import type { CallProxy, DynamicFunctions } from "../parent/call-proxy.js";
 import type { ParentWorker } from "../parent/parent-worker.js";
 import type { NodeContext, SupervisedNode, TreeListener } from "./node.js";
 import { Pool } from "./pool.js";
+import { ServicePool } from "./service-pool.js";
 import { checkTree, resolveChild } from "./check-spec.js";
 import { DEFAULT_INTENSITY, DEFAULT_PERIOD_MS, type SupervisorSpec } from "./spec.js";
 import { Supervisor } from "./supervisor-node.js";
@@ -19,6 +21,11 @@ export interface SuperviseOptions {
   inspect?: InspectOption;
   /** Registry directory for connect-mode children (default: MULTIFROST_REGISTRY_DIR or ~/.multifrost). */
   registryDir?: string;
+  /**
+   * The registry of connect-mode children and service pools: a backend or a URL (`etcd://host:port[,…]`).
+   * Default: `$MULTIFROST_REGISTRY`, else the file registry in `registryDir`.
+   */
+  registry?: RegistrySetting;
   /** A pino-compatible logger for the lifecycle events of every supervisor and worker (a worker spec's own `logger` wins). */
   logger?: Logger;
   /** The lowest level logged (a worker spec's own `logLevel` wins). Default: $MULTIFROST_LOG_LEVEL, else "info". */
@@ -44,7 +51,7 @@ function createNode(spec: unknown, context: NodeContext): SupervisedNode {
     case "worker":
       return new WorkerNode(child.spec, context);
     case "pool":
-      return new Pool(child.spec, context);
+      return child.spec.service === undefined ? new Pool(child.spec, context) : new ServicePool(child.spec, context);
     case "supervisor":
       return supervisorNode(child.spec, context);
   }
@@ -63,6 +70,7 @@ export class SupervisionTree {
       path: "",
       parentActor: undefined,
       registryDir: options.registryDir,
+      registry: options.registry,
       logger: options.logger,
       logLevel: options.logLevel,
       emit: (event) => {

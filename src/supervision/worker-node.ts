@@ -1,7 +1,7 @@
 import { backoffDelay, resolveBackoff, type BackoffOptions } from "../core/backoff.js";
 import { errorSummary } from "../errors.js";
 import { LIVE_STATES as LIVE, type ConnectionState } from "../machines/connection.js";
-import type { SpawnOptions } from "../parent/options.js";
+import type { ConnectOptions, SpawnOptions } from "../parent/options.js";
 import { ParentWorker, type StateChange, type SupervisedOptions } from "../parent/parent-worker.js";
 import type { BringUpOutcome, NodeContext, SupervisedNode } from "./node.js";
 import type { WorkerSpec } from "./spec.js";
@@ -96,11 +96,13 @@ export class WorkerNode implements SupervisedNode {
 
 function createWorker(spec: WorkerSpec, context: NodeContext, path: string): ParentWorker {
   const { id: _id, type: _type, spawn, executable, connect, ...settings } = spec;
-  const options: SpawnOptions & SupervisedOptions & { registryDir?: string } = {
+  const options: SpawnOptions & SupervisedOptions & ConnectOptions = {
     ...settings,
     name: path,
     supervised: true,
     parentActor: context.parentActor,
+    // A child's own registryDir wins over the tree's registry, which wins over the tree's registryDir.
+    ...(settings.registryDir === undefined && context.registry !== undefined ? { registry: context.registry } : {}),
     registryDir: settings.registryDir ?? context.registryDir,
     logger: settings.logger ?? context.logger,
     logLevel: settings.logLevel ?? context.logLevel,

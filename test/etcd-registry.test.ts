@@ -1,0 +1,251 @@
+import { spawn, type ChildProcess } from "node:child_process";
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  InvalidArgumentError,
+  openRegistry,
+  parseRegistryUrl,
+  ParentWorker,
+  pool,
+  RegistryError,
+  ServiceNotFoundError,
+  supervise,
+  type RegistryBackend,
+  type ServicePool,
+} from "../src/index.js";
+import { startTestEtcd, type TestEtcd } from "./helpers/etcd.js";
+import { fixture } from "./helpers/fixtures.js";
+import { reapAll, waitFor } from "./helpers/processes.js";
+
+/**
+ * The etcd registry against a real etcd (Debian's etcd-server on loopback ports, a temporary data
+ * dir): leases, watches, several instances of one id, outages; services and parents as real
+ * processes. Each test has its own key prefix.
+ */
+
+let etcd: TestEtcd;
+let serial = 0;
+/** A registry URL with a prefix of its own and a 2 s lease (so a killed service goes quickly). */
+let url = "";
+const processes: ChildProcess[] = [];
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  etcd = await startTestEtcd();
+}, 30_000);
+
+afterAll(async () => {
+  await etcd?.remove();
+});
+
+function nextUrl(): string {
+  url = `etcd://${etcd.endpoint}/test-${process.pid}-${++serial}/?ttl=2`;
+  return url;
+}
+
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
+  await reapAll(processes);
+  if (etcd.process().exitCode !== null) await etcd.start();
+});
+
+function registry(): RegistryBackend {
+  return openRegistry(nextUrl());
+}
+
+/** A service process registered in the test's etcd registry; resolves once its entry is there. */
+async function startService(serviceId: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [fixture("supervised-worker.mjs")], {
+    env: { ...process.env, MULTIFROST_REGISTRY: url, MF_SERVICE_ID: serviceId, ...env },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  processes.push(child);
+  const reg = openRegistry(url);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const mine = (await reg.instances!(serviceId)).find((entry) => entry.pid === child.pid);
+    if (mine !== undefined) return child;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`service ${serviceId} did not register`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("registry URLs", () => {
+  it("parses file:// and etcd:// URLs, and refuses anything else with a typed error", () => {
+    expect(parseRegistryUrl("file:///tmp/reg")).toEqual({ kind: "file", dir: "/tmp/reg" });
+    expect(parseRegistryUrl("etcd://10.0.0.5:2379,10.0.0.6:2379")).toEqual({ kind: "etcd", options: { endpoints: ["10.0.0.5:2379", "10.0.0.6:2379"] } });
+    expect(parseRegistryUrl("etcd://h:2379/apps/x?ttl=5&timeout=1000")).toEqual({
+      kind: "etcd",
+      options: { endpoints: ["h:2379"], prefix: "apps/x/", leaseTtlSeconds: 5, requestTimeoutMs: 1000 },
+    });
+    expect(() => parseRegistryUrl("redis://h:1")).toThrow(InvalidArgumentError);
+    expect(() => parseRegistryUrl("etcd:///prefix")).toThrow(/names no etcd endpoint/);
+    expect(() => parseRegistryUrl("etcd://h:1?tll=3")).toThrow(/unknown parameter 'tll'/);
+  });
+
+  it("a bad etcd option fails the first request with InvalidArgumentError", async () => {
+    await expect(openRegistry("etcd://h:1?ttl=1").lookup("x")).rejects.toThrow(/leaseTtlSeconds must be an integer >= 2/);
+  });
+});
+
+describe("the etcd backend", () => {
+  it("keeps several instances of one id, each under its own lease; unregister removes only this process's at once", async () => {
+    const reg = registry();
+    const a = await reg.register("math", 4001, process.pid, { host: "10.0.0.7" });
+    const b = await reg.register("math", 4002);
+    await reg.register("math/extra", 4003); // a "/" in an id stays apart from "math"
+    expect(a).toMatchObject({ host: "10.0.0.7", port: 4001, pid: process.pid, instance: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    const instances = await reg.instances!("math");
+    expect(instances.map((entry) => entry.port).sort()).toEqual([4001, 4002]);
+    expect(instances.find((entry) => entry.port === 4002)).toMatchObject({ host: "127.0.0.1", instance: b.instance });
+    expect([4001, 4002]).toContain((await reg.lookup("math"))!.port);
+    expect(Object.keys(await reg.list()).sort()).toEqual(["math", "math/extra"]);
+    expect(await reg.unregister("math", 999_999)).toBe(false);
+    expect(await reg.unregister("math")).toBe(true);
+    expect(await reg.instances!("math")).toEqual([]);
+    expect(await reg.lookup("math/extra")).toMatchObject({ port: 4003 });
+  });
+
+  it("discover waits on a watch: an instance registered later is found at once; none → ServiceNotFoundError", async () => {
+    const reg = registry();
+    const started = Date.now();
+    const found = reg.discover("late", 5000);
+    setTimeout(() => void reg.register("late", 4100), 300);
+    expect(await found).toMatchObject({ port: 4100 });
+    expect(Date.now() - started).toBeLessThan(2000);
+    await expect(reg.discover("never", 300)).rejects.toBeInstanceOf(ServiceNotFoundError);
+  });
+
+  it("a SIGKILLed service's entry goes when its lease expires (TTL 2 s)", async () => {
+    const reg = registry();
+    const service = await startService("doomed");
+    const gone = new Promise<number>((resolve) => {
+      const unwatch = reg.watch!("doomed", (entries) => {
+        if (entries.length === 0) {
+          unwatch();
+          resolve(Date.now());
+        }
+      });
+    });
+    const killedAt = Date.now();
+    service.kill("SIGKILL");
+    expect((await gone) - killedAt).toBeLessThan(5000);
+  });
+
+  it("an unreachable etcd gives RegistryError within the request timeout, never a hang", async () => {
+    const reg = openRegistry("etcd://127.0.0.1:1/x/?timeout=500");
+    const started = Date.now();
+    await expect(reg.lookup("math")).rejects.toBeInstanceOf(RegistryError);
+    await expect(reg.discover("math", 800)).rejects.toBeInstanceOf(RegistryError);
+    await expect(reg.register("math", 4000)).rejects.toBeInstanceOf(RegistryError);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe("connect mode on etcd", () => {
+  it("ChildWorker(serviceId) registers in $MULTIFROST_REGISTRY; ParentWorker.connect finds it and calls it", async () => {
+    nextUrl();
+    const service = await startService("svc");
+    const worker = await ParentWorker.connect("svc", 5000, { registry: url });
+    stops.push(() => worker.stop());
+    await worker.start();
+    expect(await worker.call.add(2, 3)).toBe(5);
+    expect(await worker.call.pid()).toBe(service.pid);
+  });
+
+  it("a parent treats a service whose lease expired as down without waiting for heartbeats, and reconnects to the next instance", async () => {
+    nextUrl();
+    const first = await startService("svc");
+    const worker = await ParentWorker.connect("svc", 5000, { registry: url, heartbeatInterval: 60_000 });
+    stops.push(() => worker.stop());
+    await worker.start();
+    expect(await worker.call.pid()).toBe(first.pid);
+    const second = await startService("svc");
+    const downs: string[] = [];
+    worker.on("state", (change) => downs.push(`${change.from}→${change.to}: ${change.reason}`));
+    first.kill("SIGKILL");
+    await waitFor(() => downs.some((line) => line.includes("no longer registered")), 8000, "the lease to expire");
+    await waitFor(() => worker.state === "connected", 8000, "the reconnection");
+    expect(await worker.call.pid()).toBe(second.pid);
+  });
+});
+
+describe("a pool that follows the registry", () => {
+  it("has one member per live instance, adds those that register, drops those whose lease expires; idempotent calls never fail", async () => {
+    nextUrl();
+    const a = await startService("math");
+    const b = await startService("math");
+    const tree = supervise({ id: "root", children: [pool({ id: "math", service: "math", select: "least-busy", idempotent: true })] }, { registry: url });
+    stops.push(() => tree.stop());
+    await tree.start();
+    const members = tree.pool("math") as ServicePool;
+    expect(members.instances).toHaveLength(2);
+    // least-busy: concurrent calls spread over both instances.
+    const pids = new Set(await Promise.all(Array.from({ length: 20 }, () => tree.get("math").call.slowPid(100))));
+    expect(pids).toEqual(new Set([a.pid, b.pid]));
+
+    const c = await startService("math");
+    await waitFor(() => members.instances.length === 3 && members.workers.every((w) => w.state === "connected"), 5000, "the third member");
+
+    // Calls keep flowing while one instance is killed; none fails.
+    let failed = 0;
+    let done = 0;
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        await tree
+          .get("math")
+          .call.slowPid(20)
+          .then(() => done++, () => failed++);
+      }
+    })();
+    b.kill("SIGKILL");
+    await waitFor(() => members.instances.length === 2, 8000, "the killed instance's member to go");
+    const after = done;
+    await waitFor(() => done > after + 10, 5000, "calls after the rebalance");
+    stop = true;
+    await load;
+    expect(failed).toBe(0);
+    const survivors = new Set(await Promise.all(Array.from({ length: 20 }, () => tree.get("math").call.slowPid(100))));
+    expect(survivors).toEqual(new Set([a.pid, c.pid]));
+    expect(tree.root.state).toBe("running");
+  });
+});
+
+describe("an etcd outage", () => {
+  it("running connections keep working while etcd is down; the registration is there again after it returns", async () => {
+    const reg = registry();
+    const service = await startService("steady");
+    const worker = await ParentWorker.connect("steady", 5000, { registry: url });
+    stops.push(() => worker.stop());
+    await worker.start();
+    await etcd.stop();
+    const until = Date.now() + 5000;
+    let calls = 0;
+    while (Date.now() < until) {
+      expect(await worker.call.add(calls, 1)).toBe(calls + 1);
+      calls++;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(worker.state).toBe("connected");
+    await etcd.start();
+    const deadline = Date.now() + 10_000;
+    let back = false;
+    while (!back && Date.now() < deadline) {
+      back = (await reg.instances!("steady").catch(() => [])).some((entry) => entry.pid === service.pid);
+      if (!back) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(back).toBe(true);
+    expect(await worker.call.add(1, 1)).toBe(2);
+    const fresh = await ParentWorker.connect("steady", 5000, { registry: url });
+    stops.push(() => fresh.stop());
+    await fresh.start();
+    expect(await fresh.call.pid()).toBe(service.pid);
+  }, 40_000);
+});
+
+afterAll(async () => {
+  const { closeOpenedRegistries } = await import("../src/index.js");
+  await closeOpenedRegistries();
+});
+
