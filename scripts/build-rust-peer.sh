@@ -9,20 +9,12 @@
 # crates come from crates.io, pinned by test/rust-peer/Cargo.lock (--locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/apt.sh
 
 need=()
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if ! pkg-config --exists libzmq 2>/dev/null; then need+=(libzmq3-dev); fi
-if ((${#need[@]})); then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "build-rust-peer: installing ${need[*]} with apt-get" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "build-rust-peer: missing ${need[*]} (install them, e.g. apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+if ((${#need[@]})); then apt_install build-rust-peer "${need[@]}" || exit 1; fi
 if ! command -v cargo >/dev/null; then
   echo "build-rust-peer: cargo not found (install Rust, e.g. with rustup: https://rustup.rs)" >&2
   exit 1

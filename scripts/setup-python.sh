@@ -13,6 +13,7 @@
 #   <venv>/bin/python -m pytest python/tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/apt.sh
 
 mode=system
 if [[ "${1:-}" == "--pypi" ]]; then mode=pypi; fi
@@ -29,16 +30,7 @@ if [[ $mode == system ]]; then
   "$python" -c 'import zmq' 2>/dev/null || need+=(python3-zmq)
   "$python" -c 'import msgpack' 2>/dev/null || need+=(python3-msgpack)
 fi
-if ((${#need[@]})); then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "setup-python: installing ${need[*]} with apt-get" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "setup-python: missing ${need[*]} (install them, e.g. apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+if ((${#need[@]})); then apt_install setup-python "${need[@]}" || exit 1; fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
   if [[ $mode == pypi ]]; then

@@ -6,15 +6,10 @@ set -euo pipefail
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 cd "$(dirname "$0")/.."
 
+source scripts/lib/apt.sh
+
 if ! /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq python3-zmq python3-msgpack
-  else
-    echo "setup: run as root, or install python3-zmq and python3-msgpack with apt-get" >&2
-    exit 1
-  fi
+  apt_install setup python3-zmq python3-msgpack
 fi
 /usr/bin/python3 -c 'import zmq, msgpack; print("python3-zmq", zmq.__version__, "| python3-msgpack", ".".join(map(str, msgpack.version)))'
 
@@ -22,14 +17,15 @@ npm ci --no-audit --no-fund
 
 # Debian's chromium, for the dashboard's browser test (test/dashboard.test.ts, driven by playwright-core).
 if ! command -v chromium >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq chromium
-  else
-    echo "setup: run as root, or install chromium with apt-get: test/dashboard.test.ts is skipped without it" >&2
-  fi
+  apt_install setup chromium || echo "setup: test/dashboard.test.ts needs chromium" >&2
 fi
+
+# Debian's etcd-server, for the etcd registry's tests (each starts a throwaway etcd on loopback
+# ports; the package's own service is not needed) and iproute2 for the multi-host test's namespaces.
+if ! command -v etcd >/dev/null || ! command -v ip >/dev/null; then
+  apt_install setup etcd-server iproute2 || echo "setup: test/etcd-registry.test.ts needs etcd-server" >&2
+fi
+# The package may start its own etcd on 2379 where a service manager runs; ours never use that one.
 
 # The Python worker library, installed the way a user would (pip install ./python into a venv that
 # sees Debian's python3-zmq/python3-msgpack); npm test runs its pytest suite with that venv.

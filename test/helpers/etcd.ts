@@ -67,6 +67,10 @@ export async function startTestEtcd(options: EtcdOptions = {}): Promise<TestEtcd
   const start = async (): Promise<void> => {
     const started = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     child = started;
+    // A test process that dies before remove() (a crash, a vitest timeout) takes its etcd along.
+    const killAtExit = (): void => void started.kill("SIGKILL");
+    process.once("exit", killAtExit);
+    started.once("exit", () => process.removeListener("exit", killAtExit));
     let log = "";
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`etcd did not get ready within 15 s:\n${log.slice(-2000)}`)), 15_000);
