@@ -281,6 +281,17 @@ describe("parseFrame", () => {
     expect(parseFrame(frame({ ...base, type: "response", result: 1, extra: { x: 1 } }))).toMatchObject({ result: 1 });
   });
 
+  it("keeps a call's stream only with a credit that is an integer ≥ 0; a credit message needs one too", () => {
+    const call = { ...base, type: "call", function: "f", args: [] };
+    expect(parseFrame(frame({ ...call, stream: { credit: 16 } }))).toMatchObject({ stream: { credit: 16 } });
+    expect(parseFrame(frame({ ...call, stream: { credit: 0 } }))).toMatchObject({ stream: { credit: 0 } });
+    for (const credit of [-1, 1.5, "16", null]) {
+      expect(parseFrame(frame({ ...call, stream: { credit } })), String(credit)).not.toHaveProperty("stream");
+    }
+    expect(parseFrame(frame({ ...base, type: "credit", n: 8 }))).toMatchObject({ n: 8 });
+    for (const n of [-1, 2.5, "8"]) expect((parseFrame(frame({ ...base, type: "credit", n })) as RejectedFrame).reason).toBe("bad-credit");
+  });
+
   it("does not let a __proto__ key reach an object's prototype", () => {
     const parsed = parseFrame(Buffer.concat([Buffer.from("85", "hex"), plain.pack("app").subarray(0), plain.pack(APP_ID), plain.pack("id"), plain.pack("x"), plain.pack("type"), plain.pack("response"), plain.pack("timestamp"), plain.pack(1), plain.pack("__proto__"), plain.pack({ polluted: true })]));
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();

@@ -65,7 +65,7 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       if (message.client_name === undefined && typeof message.clientName === "string") {
         message.client_name = message.clientName;
       }
-      if (message.stream !== undefined && !Number.isInteger((message.stream as { credit?: unknown } | null)?.credit)) delete message.stream;
+      if (message.stream !== undefined && !isCredit((message.stream as { credit?: unknown } | null)?.credit)) delete message.stream;
       break;
     case "response":
       if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
@@ -104,7 +104,7 @@ export function parseFrame(bytes: Uint8Array): ParsedFrame {
       break;
     case "credit":
       if (id === undefined) return new RejectedFrame("missing-id", undefined, type);
-      if (!Number.isInteger(message.n) || (message.n as number) < 0) return new RejectedFrame("bad-credit", id, type);
+      if (!isCredit(message.n)) return new RejectedFrame("bad-credit", id, type);
       break;
     default:
       // Unknown types are ignored (spec §33.2); new features may ride on them.
@@ -122,4 +122,9 @@ function textOf(value: unknown): string {
   } catch {
     return String(value);
   }
+}
+
+/** A chunk count: an integer ≥ 0 (a negative initial credit would stall the stream forever). */
+function isCredit(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
