@@ -1,11 +1,13 @@
-// Spawn → first answered call, three children side by side in one run (interleaved, order
+// Spawn → first answered call, four subjects side by side in one run (interleaved, order
 // rotating): the echo worker importing "multifrost" (the whole package), the same worker importing
-// "multifrost/child" (the lean entry), and the raw zeromq + msgpackr child of bench/lib/raw-child.mjs.
-// The parent is the library for the first three (spawn() + start() + add(1, 2); the third runs the
-// raw child, which separates the parent's share); the raw parent for the last.
+// "multifrost/child" (the lean entry, a bundle: scripts/build-child.mjs), our parent with the raw
+// zeromq + msgpackr child of bench/lib/raw-child.mjs, and the raw parent with the raw child.
+// The parent is the library for the first three (spawn() + start() + add(1, 2); the third
+// separates the parent's share); the raw parent for the last.
 //
 //   npm run build && node bench/lean-child.mjs [--rounds=N]     (default 30 per child)
 
+import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import { startRawPeer } from "./lib/raw-parent.mjs";
@@ -45,6 +47,7 @@ async function raw() {
 // "ours→raw": our parent (spawn() + start() + add) with the raw child: what the parent side adds.
 const subjects = { full: () => ours(FULL), lean: () => ours(LEAN), "ours→raw child": () => ours(RAW_CHILD), raw };
 const names = Object.keys(subjects);
+const started = { at: new Date(), load: loadavg() };
 const times = Object.fromEntries(names.map((n) => [n, []]));
 for (const name of names) await subjects[name](); // warm the file cache
 for (let round = 0; round < ROUNDS; round++) {
@@ -53,7 +56,8 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const sorted = (n) => Float64Array.from(times[n]).sort();
 const p50 = (n) => median(sorted(n));
-console.log(`spawn → first answered call, ${ROUNDS} per child, interleaved (ms)`);
+const load = (l) => l.map((x) => x.toFixed(2)).join(" ");
+console.log(`spawn → first answered call, ${ROUNDS} per child, interleaved (ms); ${started.at.toISOString().slice(0, 16)}Z, node ${process.version}, load ${load(started.load)} → ${load(loadavg())}`);
 console.log("| child | p50 | p90 | ratio p50 / raw |");
 console.log("|---|---:|---:|---:|");
 for (const name of names) {
