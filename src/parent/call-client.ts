@@ -1,6 +1,5 @@
 import { CallTable, type PendingCall } from "../actors/call-table.js";
 import type { DealerChannel } from "../actors/zmq-channel.js";
-import { FailureWindow } from "../core/failure-window.js";
 import {
   CallTimeoutError,
   CircuitOpenError,
@@ -29,7 +28,8 @@ import { CallMetrics, DisabledCallMetrics } from "../observability/call-metrics.
 import { CallTracing } from "../observability/call-tracing.js";
 import type { Metadata } from "../wire/messages.js";
 import type { CallClientHost, CallClientStats } from "./call-client-host.js";
-import { AbortError, abortErrorFor, bindSignal, isAbortSignal } from "./call-cancel.js";
+import { abortErrorFor, bindSignal, isAbortSignal } from "./call-cancel.js";
+import { CircuitAccounting } from "./circuit-accounting.js";
 import type { CallOptions } from "./call-proxy.js";
 import { CallStream, streamLimits, type StreamOptions, type StreamSink } from "./call-stream.js";
 import { checkRetries, isValidTimeout, type ResolvedOptions } from "./options.js";
@@ -38,10 +38,9 @@ import { GATES, Gate } from "./call-gates.js";
 
 /**
  * The parent's calls to one worker (DESIGN §3, §4): the pending-call table, the buffer of calls
- * waiting for the worker to be (back) up and idempotent retries (RestartBuffer), the half-open
- * probe, and the failure window of the circuit breaker. It sends through whichever channel is
- * attached and tells the connection machine only thresholds (a trip, a counted failure, a probe's
- * outcome), never individual calls.
+ * waiting for the worker to be (back) up and idempotent retries (RestartBuffer), streams, and
+ * what the circuit breaker counts (CircuitAccounting). It sends through whichever channel is
+ * attached.
  */
 
 export type { CallClientHost, CallClientStats } from "./call-client-host.js";
@@ -52,7 +51,7 @@ export class CallClient {
   readonly #clientName: string | undefined;
   readonly #calls: CallTable;
   readonly #stats: CallClientStats = { callsSent: 0, unmatchedReplies: 0, rejected: {}, retries: 0, cancelsSent: 0 };
-  readonly #window: FailureWindow | undefined;
+  readonly #circuit: CircuitAccounting;
   readonly #heartbeatIds = new Set<string>();
   readonly #buffer: RestartBuffer;
   readonly #streams = new Map<string, StreamSink>();
@@ -62,7 +61,6 @@ export class CallClient {
   readonly #tracing: CallTracing;
   #gate: Gate = Gate.Closed;
   #state: ConnectionState = "idle";
-  #probeId: string | undefined;
   #channel: DealerChannel | undefined;
   #lastRttMs: number | undefined;
   /** When a call last settled (performance.now()): a worker that just answered was busy until then. */
@@ -73,7 +71,7 @@ export class CallClient {
     this.#settings = settings;
     this.#namespace = namespace ?? DEFAULT_NAMESPACE;
     this.#clientName = clientName;
-    this.#window = settings.circuit && new FailureWindow(settings.circuit.window);
+    this.#circuit = new CircuitAccounting(settings.circuit, (event) => host.tell(event));
     this.#calls = new CallTable((call) => this.#timeoutError(call));
     this.#buffer = new RestartBuffer(this.#calls, this.#heartbeatIds, this.#stats);
     this.metrics = settings.metrics ? new CallMetrics(host.name) : new DisabledCallMetrics(host.name);
@@ -119,7 +117,7 @@ export class CallClient {
     if (call === undefined) return;
     if (!this.#heartbeatIds.has(id)) {
       this.metrics.failed(call.functionName, "transport");
-      this.#recordFailure("send failed");
+      this.#circuit.failed("send failed");
     }
     call.reject(new SendFailedError(`Failed to send to worker '${this.#host.name}': ${String(error)}`, { cause: error }));
   }
@@ -156,7 +154,7 @@ export class CallClient {
     if (signal?.aborted) return Promise.reject(abortErrorFor(signal, functionName));
     const gate = this.#gate;
     if (gate === Gate.Closed) return Promise.reject(this.#host.notRunningError());
-    if (gate === Gate.CircuitOpen || (gate === Gate.HalfOpen && this.#probeId !== undefined)) {
+    if (gate === Gate.CircuitOpen || (gate === Gate.HalfOpen && this.#circuit.probing)) {
       this.metrics.failed(functionName, "circuit_open");
       return Promise.reject(this.#circuitOpenError());
     }
@@ -203,7 +201,7 @@ export class CallClient {
     if (retries > 0) this.#buffer.keepRecipe(id, promise, { functionName, args: wireArgs, namespace: ns, clientName: client, metadata, retriesLeft: retries });
     if (gate === Gate.Buffer) this.#buffer.push(id, bytes);
     else {
-      if (gate === Gate.HalfOpen) this.#sendProbe(id, promise);
+      if (gate === Gate.HalfOpen) this.#circuit.probe(id, promise);
       this.#stats.callsSent++;
       this.#channel!.send(bytes, id);
     }
@@ -216,7 +214,7 @@ export class CallClient {
     if (call === undefined) return; // settled already, or being retried under another id
     this.#settled();
     this.metrics.failed(call.functionName, timedOut ? "timeout" : "cancelled");
-    if (timedOut) this.#recordFailure(`'${call.functionName}' timed out`);
+    if (timedOut) this.#circuit.failed(`'${call.functionName}' timed out`);
     if (!this.#buffer.drop(id)) this.#sendCancel(id);
     call.reject(error);
   }
@@ -248,45 +246,6 @@ export class CallClient {
     return rtt;
   }
 
-  /** The one call a half-open circuit lets through: its outcome closes or re-opens the circuit. */
-  #sendProbe(id: string, promise: Promise<unknown>): void {
-    this.#probeId = id;
-    const settle = (ok: boolean, reason: string) => {
-      if (this.#probeId !== id) return;
-      this.#probeId = undefined;
-      this.#host.tell(ok ? { type: "PROBE_OK" } : { type: "PROBE_FAILED", reason });
-    };
-    promise.then(
-      () => settle(true, ""),
-      (error: unknown) => {
-        // A cancelled probe says nothing about the worker: the next call is the probe.
-        if (error instanceof AbortError) this.#probeId = this.#probeId === id ? undefined : this.#probeId;
-        else settle(!this.#countsAsFailure(error), `probe failed: ${error instanceof Error ? error.message : String(error)}`);
-      },
-    );
-  }
-
-  #countsAsFailure(error: unknown): boolean {
-    if (error instanceof RemoteCallError) return this.#settings.circuit?.countApplicationErrors ?? false;
-    return error instanceof CallTimeoutError || error instanceof SendFailedError || error instanceof ProtocolError;
-  }
-
-  /** A timeout or transport failure: feeds the failure window, which may trip the circuit. */
-  #recordFailure(reason: string): void {
-    const window = this.#window;
-    if (window === undefined || (this.#state !== "connected" && this.#state !== "degraded")) return;
-    if (window.recordFailure()) {
-      const stats = window.snapshot();
-      window.reset();
-      this.#host.tell({
-        type: "TRIPPED",
-        reason: `${reason}; ${stats.failures} of ${stats.requests} calls failed, ${stats.consecutiveFailures} in a row`,
-      });
-    } else if (this.#state === "connected") {
-      this.#host.tell({ type: "CALL_FAILED", reason });
-    }
-  }
-
   // ── Replies ─────────────────────────────────────────────────────────────────────────────────
 
   /** One frame from the worker. Only `response`/`error` settle calls, only `heartbeat` settles heartbeats. */
@@ -301,7 +260,7 @@ export class CallClient {
         if (call !== undefined) {
           this.#settled();
           this.metrics.failed(call.functionName, "transport");
-          this.#recordFailure("invalid reply");
+          this.#circuit.failed("invalid reply");
           call.reject(new ProtocolError(`Worker '${this.#host.name}' sent an invalid reply to '${call.functionName}' (${message.reason}${message.type ? `, type '${message.type}'` : ""})`));
         }
       }
@@ -321,7 +280,7 @@ export class CallClient {
         this.#settled();
         // A stream's call is counted, not timed: it lasts as long as its consumer wants.
         this.metrics.answered(call.functionName, this.#streams.size !== 0 && this.#streams.has(message.id) ? undefined : call.startedAt, false);
-        this.#window?.recordSuccess();
+        this.#circuit.succeeded();
         call.resolve(message.result);
         return;
       }
@@ -333,8 +292,7 @@ export class CallClient {
         }
         this.#settled();
         this.metrics.answered(call.functionName, this.#streams.size !== 0 && this.#streams.has(message.id) ? undefined : call.startedAt, true);
-        if (this.#settings.circuit?.countApplicationErrors) this.#recordFailure("remote error");
-        else this.#window?.recordSuccess();
+        this.#circuit.remoteError();
         const remote = parseRemoteError(message.error, message.stack);
         call.reject(new RemoteCallError(remote.type, remote.message, remote.stack, call.functionName));
         return;
@@ -365,15 +323,14 @@ export class CallClient {
   stateChanged(from: ConnectionState, to: ConnectionState): void {
     this.#state = to;
     this.#gate = GATES[to];
-    if (LIVE.has(to) && !LIVE.has(from)) {
-      this.#window?.reset();
+    const cameUp = LIVE.has(to) && !LIVE.has(from);
+    this.#circuit.stateChanged(from, to, cameUp);
+    if (cameUp) {
       this.#buffer.flush(this.#channel);
     } else if (to === "failed" || to === "stopped") {
       this.#buffer.clear();
       this.#calls.rejectAll(() => this.#host.notRunningError());
     }
-    if (to === "circuit-open" || to === "half-open") this.#probeId = undefined;
-    if (to === "connected" && from === "half-open") this.#window?.reset();
   }
 
   /**
@@ -408,7 +365,7 @@ export class CallClient {
     if (this.#heartbeatIds.has(call.id)) return new CallTimeoutError(call.functionName, call.timeoutMs);
     this.metrics.failed(call.functionName, "timeout");
     if (!this.#buffer.isBuffered(call.id)) this.#sendCancel(call.id);
-    this.#recordFailure(`'${call.functionName}' timed out`);
+    this.#circuit.failed(`'${call.functionName}' timed out`);
     // A worker in another namespace ignores the call silently: say so when the namespace is not the default.
     const hint = call.namespace === DEFAULT_NAMESPACE ? undefined : `namespace '${call.namespace}': a worker in another namespace ignores the call`;
     return new CallTimeoutError(call.functionName, this.#buffer.requestedTimeout(call), hint);
