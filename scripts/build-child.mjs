@@ -60,6 +60,8 @@ const result = await build({
   tsconfig: join(root, "tsconfig.json"),
   external: Object.keys(dependencies).filter((name) => !BUNDLED.has(name)),
   plugins: [separateModules],
+  // Classes and functions keep their names (`ChildWorker.name`, stack traces), as tsc's output has.
+  keepNames: true,
   sourcemap: "linked",
   sourcesContent: true,
   legalComments: "inline",

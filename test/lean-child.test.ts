@@ -54,13 +54,14 @@ describe("multifrost/child, the bundled worker entry", () => {
       try { new W({ maxArgs: -1 }); } catch (e) { error = e; }
       console.log(JSON.stringify({
         sameClass: lean.ChildWorker === ChildWorker,
+        name: lean.ChildWorker.name,
         sameCurrentCall: lean.currentCall === currentCall,
         invalid: error instanceof InvalidArgumentError,
         base: error instanceof MultifrostError,
         code: error?.code,
       }));
     `);
-    expect(JSON.parse(out)).toEqual({ sameClass: true, sameCurrentCall: true, invalid: true, base: true, code: "ERR_INVALID_ARGUMENT" });
+    expect(JSON.parse(out)).toEqual({ sameClass: true, name: "ChildWorker", sameCurrentCall: true, invalid: true, base: true, code: "ERR_INVALID_ARGUMENT" });
   });
 
   it("can be required from CommonJS, giving the same class as require('multifrost')", () => {
