@@ -100,6 +100,13 @@ describe("CURVE for connect mode", () => {
     expect(() => new Service({ serviceId: "open", host: "0.0.0.0", insecure: true })).not.toThrow();
     expect(() => new Service({ serviceId: "open", host: "0.0.0.0", curve: server })).not.toThrow();
   });
+
+  it("advertise must be an address parents can reach: not a wildcard, not garbage", () => {
+    class Service extends ChildWorker {}
+    expect(() => new Service({ serviceId: "s", host: "0.0.0.0", advertise: "0.0.0.0", curve: server })).toThrow(/not the wildcard/);
+    expect(() => new Service({ serviceId: "s", advertise: "tcp://10.0.0.7:5" })).toThrow(InvalidArgumentError);
+    expect(() => new Service({ serviceId: "s", advertise: "node-a.example" })).not.toThrow();
+  });
 });
 
 const RAW_PLAIN_CLIENT = `

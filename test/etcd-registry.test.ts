@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -68,6 +70,20 @@ async function startService(serviceId: string, env: Record<string, string> = {})
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`service ${serviceId} did not register`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+const CLI = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
+
+/** Runs the built `multifrost` command to its end. */
+async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  processes.push(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, "close")) as [number | null];
+  return { code, stdout, stderr };
 }
 
 describe("registry URLs", () => {
@@ -209,6 +225,25 @@ describe("a pool that follows the registry", () => {
     const survivors = new Set(await Promise.all(Array.from({ length: 20 }, () => tree.get("math").call.slowPid(100))));
     expect(survivors).toEqual(new Set([a.pid, c.pid]));
     expect(tree.root.state).toBe("running");
+  });
+});
+
+describe("the CLI on etcd", () => {
+  it("services lists every instance (HOST, MACHINE, INSTANCE; --json too) and call reaches one, from --registry or $MULTIFROST_REGISTRY", async () => {
+    nextUrl();
+    const a = await startService("svc");
+    const b = await startService("svc");
+    const table = await cli(["services", "--registry", url]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^ID\s+HOST\s+PORT\s+PID\s+MACHINE\s+AGE\s+CURVE\s+INSTANCE$/m);
+    for (const pid of [a.pid, b.pid]) expect(table.stdout).toMatch(new RegExp(`^svc\\s+127\\.0\\.0\\.1\\s+\\d+\\s+${pid}\\s+\\S+\\s+\\S+\\s+[0-9a-f]{16}$`, "m"));
+    const json = JSON.parse((await cli(["services", "--json"], { MULTIFROST_REGISTRY: url })).stdout) as { registry: string; services: { id: string; pid: number; instance: string; host: string }[] };
+    expect(json.registry).toMatch(/^etcd:\/\//);
+    expect(json.services.map((row) => row.pid).sort()).toEqual([a.pid, b.pid].sort());
+    expect(json.services.every((row) => row.id === "svc" && row.host === "127.0.0.1" && /^[0-9a-f]{16}$/.test(row.instance))).toBe(true);
+    const called = await cli(["call", "svc", "add", "2", "3"], { MULTIFROST_REGISTRY: url });
+    expect(called).toEqual({ code: 0, stdout: "5\n", stderr: "" });
+    expect((await cli(["services", "--registry", "redis://x"])).code).toBe(2);
   });
 });
 

@@ -309,6 +309,15 @@ describe("FileRegistry: damaged and foreign files", () => {
     expect(warnings).toEqual([]);
   });
 
+  it("a service bound beyond loopback is written with its address as `advertise` and read back as `host`", async () => {
+    const entry = await registry.register("wide", 5003, process.pid, { host: "10.0.0.7" });
+    expect(entry.host).toBe("10.0.0.7");
+    expect(readRaw()["wide"]).toMatchObject({ port: 5003, advertise: "10.0.0.7" });
+    expect(readRaw()["wide"]).not.toHaveProperty("host");
+    expect(await registry.lookup("wide")).toMatchObject({ port: 5003, host: "10.0.0.7" });
+    await expect(registry.register("bad", 5004, process.pid, { host: "a b" })).rejects.toThrow(/host must be a host name or an IP address/);
+  });
+
   it("reads a registry written by Python v4 (local time without zone, extra keys) and keeps it intact", async () => {
     const pythonEntry = { port: 46123, pid: process.ppid, started: "2026-03-13T10:11:12.123456", host: "box" };
     writeRaw({ "py-service": pythonEntry });

@@ -69,6 +69,16 @@ describe("checkTree", () => {
     );
   });
 
+  it("a pool that follows a service takes neither spawn/connect nor a size", () => {
+    expect(checkTree({ id: "root", children: [{ id: "math", service: "math", select: "least-busy", idempotent: true }] })).toBeDefined();
+    expect(resolveChild({ id: "math", service: "math" }, "root/math").type).toBe("pool");
+    expect(problems({ id: "root", children: [{ id: "math", service: "math", size: 2, spawn: "w.js" }] }).split("\n")).toEqual([
+      "root/math: 'spawn' does not apply to a pool that follows a service: its members are the service's registered instances",
+      "root/math: 'size' does not apply to a pool that follows a service: its members are the service's registered instances",
+    ]);
+    expect(problems({ id: "root", children: [{ id: "math", type: "pool", service: 5 }] })).toMatch(/root\/math: service must be/);
+  });
+
   it("rejects unknown keys inside backoff and circuitBreaker", () => {
     expect(problems(treeWithFetch({ backoff: { minMx: 10 } }))).toBe("root/pipeline/fetch: backoff: unknown key 'minMx' (did you mean 'minMs'?)");
     expect(problems(treeWithFetch({ circuitBreaker: { resetTimout: 10 } }))).toBe(

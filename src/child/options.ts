@@ -22,7 +22,8 @@ export interface ChildWorkerOptions {
   /**
    * Connect mode: the address parents on other machines reach this service at, published in its
    * registry entry. Default: `host`, or for a wildcard `host` ("0.0.0.0", "::") this machine's
-   * first non-internal IPv4 address.
+   * first non-internal IPv4 address (none: the entry names no address, and parents on this machine
+   * connect over loopback).
    */
   advertise?: string;
   /**
@@ -196,11 +197,8 @@ function advertisedAddress(host: string, advertise: string | undefined): string 
   }
   if (LOOPBACK.test(host)) return undefined;
   if (!WILDCARD.has(host)) return host;
-  const address = Object.values(networkInterfaces())
+  // Every interface: publish one parents elsewhere can reach; with none, parents on this machine use loopback.
+  return Object.values(networkInterfaces())
     .flat()
-    .find((candidate) => candidate !== undefined && candidate.family === "IPv4" && !candidate.internal);
-  if (address === undefined) {
-    throw new InvalidArgumentError(`host ${host} binds every interface, but this machine has no non-loopback IPv4 address to advertise: give advertise`);
-  }
-  return address.address;
+    .find((candidate) => candidate !== undefined && candidate.family === "IPv4" && !candidate.internal)?.address;
 }

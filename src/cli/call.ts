@@ -1,3 +1,4 @@
+import { checkRegistryFlag, REGISTRY_FLAG_HELP } from "./registry-flag.js";
 import { InvalidArgumentError as CommanderInvalidArgument, type Command } from "commander";
 import { ParentWorker } from "../parent/parent-worker.js";
 import { closeOpenedRegistries } from "../registry/open-registry.js";
@@ -27,7 +28,7 @@ export function addCallCommand(program: Command): void {
     .option("--curve <name>", "call a CURVE service with this client key pair (from the keys directory; see keygen)")
     .option("--stack", "with a remote error, print the remote stack (or Python traceback) too")
     .option("--registry-dir <dir>", "the registry directory (default: $MULTIFROST_REGISTRY_DIR, else ~/.multifrost)")
-    .option("--registry <url>", "the registry as a URL: file:///dir or etcd://host:port[,host:port…][/prefix] (default: $MULTIFROST_REGISTRY)")
+    .option("--registry <url>", REGISTRY_FLAG_HELP)
     .addHelpText(
       "after",
       "\nExit codes: 0 the result was printed, 1 the function raised (stderr has the error) or the call failed, 3 no such service.",
@@ -39,6 +40,7 @@ export function addCallCommand(program: Command): void {
 }
 
 async function callService(serviceId: string, functionName: string, args: unknown[], flags: CallFlags): Promise<unknown> {
+  checkRegistryFlag(flags.registry);
   let worker: ParentWorker;
   try {
     worker = await ParentWorker.connect(serviceId, 0, {

@@ -1,3 +1,4 @@
+import { checkRegistryFlag, REGISTRY_FLAG_HELP } from "./registry-flag.js";
 import type { Command } from "commander";
 import { FileRegistry } from "../registry/file-registry.js";
 import { closeOpenedRegistries, openRegistry } from "../registry/open-registry.js";
@@ -41,8 +42,9 @@ export function addServicesCommand(program: Command): void {
     .description("list the services in the registry: id, pid, port, alive or stale, age")
     .option("--json", 'print { "registry": <file>, "services": [{ id, pid, port, started, alive, ageMs, publicKey? }] }')
     .option("--registry-dir <dir>", "the registry directory (default: $MULTIFROST_REGISTRY_DIR, else ~/.multifrost)")
-    .option("--registry <url>", "the registry as a URL: file:///dir or etcd://host:port[,host:port…][/prefix] (default: $MULTIFROST_REGISTRY)")
+    .option("--registry <url>", REGISTRY_FLAG_HELP)
     .action(async (flags: ServicesFlags) => {
+      checkRegistryFlag(flags.registry);
       const registry = openRegistry(flags.registry, flags.registryDir);
       const location = registry instanceof FileRegistry ? registry.path : (registry.location ?? "the registry");
       let rows: ServiceRow[];

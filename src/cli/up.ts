@@ -1,4 +1,5 @@
-import { closeOpenedRegistries, parseRegistryUrl } from "../registry/open-registry.js";
+import { checkRegistryFlag, REGISTRY_FLAG_HELP } from "./registry-flag.js";
+import { closeOpenedRegistries } from "../registry/open-registry.js";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "../errors.js";
 import type { OutputStream } from "../parent/options.js";
@@ -24,7 +25,7 @@ export function addUpCommand(program: Command): void {
     .argument("<tree>", "the tree file (.json, .yaml or .yml; see loadTree)")
     .option("--dashboard [port]", "serve the live dashboard on 127.0.0.1 (default: any free port) and print its URL", parsePort)
     .option("--health <port>", "serve /healthz, /readyz, /metrics and /tree on 127.0.0.1:<port> (0: any free port)", parsePort)
-    .option("--registry <url>", "the registry of connect workers and service pools: file:///dir or etcd://host:port[,…][/prefix] (default: $MULTIFROST_REGISTRY)")
+    .option("--registry <url>", REGISTRY_FLAG_HELP)
     .addHelpText(
       "after",
       "\nCtrl-C or SIGTERM stops the tree in order (workers last started first) and leaves no process.\n" +
@@ -45,7 +46,7 @@ async function runUp(file: string, flags: UpFlags): Promise<number> {
   try {
     spec = await loadTree(file);
     // On a TTY worker output goes through the view, so that it scrolls above the table instead of tearing it.
-    if (flags.registry !== undefined) parseRegistryUrl(flags.registry);
+    checkRegistryFlag(flags.registry);
     tree = supervise(tty ? withOutput(spec, onOutput) : spec, flags.registry === undefined ? {} : { registry: flags.registry });
   } catch (error) {
     if (error instanceof InvalidArgumentError) throw new CliExit(EXIT.usage, error.message);
