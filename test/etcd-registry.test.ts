@@ -120,6 +120,7 @@ describe("the etcd backend", () => {
     expect(await reg.unregister("math")).toBe(true);
     expect(await reg.instances!("math")).toEqual([]);
     expect(await reg.lookup("math/extra")).toMatchObject({ port: 4003 });
+    expect(await reg.unregister("math/extra")).toBe(true);
   });
 
   it("discover waits on a watch: an instance registered later is found at once; none → ServiceNotFoundError", async () => {
@@ -129,6 +130,7 @@ describe("the etcd backend", () => {
     setTimeout(() => void reg.register("late", 4100), 300);
     expect(await found).toMatchObject({ port: 4100 });
     expect(Date.now() - started).toBeLessThan(2000);
+    await reg.unregister("late");
     await expect(reg.discover("never", 300)).rejects.toBeInstanceOf(ServiceNotFoundError);
   });
 

@@ -9,9 +9,9 @@ const RENEW_MAX_MS = 2000;
 /** What a registration reports while it runs (for logs). */
 export interface LeaseEvents {
   /** The lease was lost (etcd unreachable past the TTL, or it expired); re-creating it. */
-  lost?(reason: string): void;
+  lost?(key: string, reason: string): void;
   /** The key is back under a new lease after a loss. */
-  renewed?(): void;
+  renewed?(key: string): void;
 }
 
 /**
@@ -93,7 +93,7 @@ export class LeasedKey {
     if (this.#stopped || this.#renewing !== undefined) return;
     this.#lease?.release();
     this.#lease = undefined;
-    this.#events.lost?.(reason);
+    this.#events.lost?.(this.#key, reason);
     this.#renewing = this.#renew().finally(() => {
       this.#renewing = undefined;
     });
@@ -104,7 +104,7 @@ export class LeasedKey {
     while (!this.#stopped) {
       try {
         await this.#putUnderNewLease();
-        if (!this.#stopped) this.#events.renewed?.();
+        if (!this.#stopped) this.#events.renewed?.(this.#key);
         return;
       } catch {
         await sleep(wait, undefined, { signal: this.#stopController.signal }).catch(() => undefined);

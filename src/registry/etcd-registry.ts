@@ -30,11 +30,17 @@ export interface EtcdRegistryOptions {
   readonly leaseTtlSeconds?: number;
   /** The longest wait for one etcd request before it fails with RegistryError. Default 3000 ms. */
   readonly requestTimeoutMs?: number;
-  /** Lease losses and renewals of this process's registrations (for logs). */
+  /** Lease losses and renewals of this process's registrations. Default: one line each on stderr. */
   readonly events?: LeaseEvents;
 }
 
 export const ETCD_DEFAULTS = { prefix: "multifrost/", leaseTtlSeconds: 10, requestTimeoutMs: 3000 } as const;
+
+/** A registration that silently vanished from discovery would be a mystery: say so. */
+const STDERR_LEASE_EVENTS: LeaseEvents = {
+  lost: (key, reason) => process.stderr.write(`multifrost: the etcd lease of ${key} was lost (${reason}); registering again when etcd answers\n`),
+  renewed: (key) => process.stderr.write(`multifrost: ${key} is registered in etcd again\n`),
+};
 
 /** Watch streams come back this fast after an etcd outage (etcd3's default waits up to 30 s). */
 const WATCH_RETRY_MS = { first: 200, max: 2000 };
@@ -67,7 +73,7 @@ export class EtcdRegistry implements RegistryBackend {
     if (!(this.#requestTimeoutMs > 0) || !Number.isFinite(this.#requestTimeoutMs)) {
       throw new InvalidArgumentError(`requestTimeoutMs must be a positive number of ms (got ${String(options.requestTimeoutMs)})`);
     }
-    this.#events = options.events ?? {};
+    this.#events = options.events ?? STDERR_LEASE_EVENTS;
     this.location = `etcd://${endpoints.map((e) => e.replace(/^https?:\/\//, "")).join(",")}/${this.#prefix}`;
     const timeout = this.#requestTimeoutMs;
     this.#client = new Etcd3({
