@@ -8,6 +8,7 @@ import {
   RemoteCallError,
   WorkerExitedError,
 } from "../src/index.js";
+import { type InteropCalls, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, PYTHON_TYPES } from "./helpers/interop-vectors.js";
 import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 
 /**
@@ -47,57 +48,15 @@ describe("TS parent → Python child", () => {
   });
 
   it("round-trips primitives with the right Python types", async () => {
-    const call = worker.handle().call;
-    const cases: [unknown, string][] = [
-      [true, "bool"],
-      [0, "int"],
-      [-1, "int"],
-      [255, "int"],
-      [2 ** 31, "int"],
-      [2 ** 32 + 5, "int"], // msgpackr alone would send a float64 here
-      [-(2 ** 40), "int"],
-      [Number.MAX_SAFE_INTEGER, "int"],
-      [1.5, "float"],
-      ["", "str"],
-      ["plain", "str"],
-      [null, "NoneType"],
-      [undefined, "NoneType"],
-      [Buffer.from([0, 1, 255]), "bytes"],
-      [new Uint8Array([1, 2]), "bytes"],
-      [[1, "a"], "list"],
-      [{ a: 1 }, "dict"],
-      [new Map([["k", 1]]), "dict"],
-    ];
-    for (const [value, pythonType] of cases) {
-      expect(await call.type_of(value), String(value)).toBe(pythonType);
-    }
-    expect(await call.echo(2 ** 32 + 5)).toBe(2 ** 32 + 5);
-    expect(await call.echo(-(2 ** 40))).toBe(-(2 ** 40));
-    expect(await call.echo(1.5)).toBe(1.5);
-    expect(await call.echo(true)).toBe(true);
+    await expectPrimitiveTypes(worker.handle<InteropCalls>().call, PYTHON_TYPES);
   });
 
   it("round-trips nested structures, unicode and bytes", async () => {
-    const call = worker.handle().call;
-    const nested = { a: [1, { b: [true, null, 1.5] }], c: { d: { e: "f" } }, list: [[[]]] };
-    expect(await call.echo(nested)).toEqual(nested);
-    expect(await call.nested()).toEqual({ a: [1, { b: [true, null, 1.5] }], u: "héllo 世界 🎉" });
-    const text = "héllo 世界 🎉 \u0000 zero";
-    expect(await call.echo(text)).toBe(text);
-    const bytes = Buffer.from([0, 1, 255, 128]);
-    const back = await call.echo(bytes);
-    expect(Buffer.isBuffer(back)).toBe(true);
-    expect(Buffer.compare(back as Buffer, bytes)).toBe(0);
-    expect(await call.count_bytes(Buffer.alloc(1000))).toBe(1000);
+    await expectNestedUnicodeBytes(worker.handle<InteropCalls>().call);
   });
 
   it("carries int64 and uint64 limits exactly", async () => {
-    const call = worker.handle().call;
-    for (const value of [2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]) {
-      expect(await call.echo(value)).toBe(value);
-    }
-    expect(await call.big_ints()).toEqual([2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]);
-    await expect(call.echo(2n ** 64n)).rejects.toBeInstanceOf(EncodeError);
+    await expectInt64Limits(worker.handle<InteropCalls>().call);
   });
 
   it("reads None as null, whether Python sends a result key or omits it", async () => {

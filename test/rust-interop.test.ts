@@ -25,8 +25,10 @@ import {
   ParentWorker,
   RemoteCallError,
   WorkerExitedError,
+  type DynamicFunctions,
 } from "../src/index.js";
 import { fixture } from "./helpers/fixtures.js";
+import { type InteropCalls, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, MSGPACK_TYPES } from "./helpers/interop-vectors.js";
 import { descendants, isAlive, reapAll, waitFor } from "./helpers/processes.js";
 import { serviceHarness } from "./helpers/services.js";
 
@@ -149,59 +151,18 @@ function callVectors(get: () => { worker: ParentWorker; output: ReturnType<typeo
   });
 
   it("round-trips primitives with the right msgpack types", async () => {
-    const call = get().worker.handle().call;
-    const cases: [unknown, string][] = [
-      [true, "bool"],
-      [0, "int"],
-      [-1, "int"],
-      [255, "int"],
-      [2 ** 31, "int"],
-      [2 ** 32 + 5, "int"], // msgpackr alone would send a float64 here
-      [-(2 ** 40), "int"],
-      [Number.MAX_SAFE_INTEGER, "int"],
-      [1.5, "float"],
-      ["", "str"],
-      ["plain", "str"],
-      [null, "nil"],
-      [undefined, "nil"],
-      [Buffer.from([0, 1, 255]), "bin"],
-      [new Uint8Array([1, 2]), "bin"],
-      [[1, "a"], "array"],
-      [{ a: 1 }, "map"],
-      [new Map([["k", 1]]), "map"],
-    ];
-    for (const [value, rustType] of cases) {
-      expect(await call.type_of(value), String(value)).toBe(rustType);
-    }
-    expect(await call.echo(2 ** 32 + 5)).toBe(2 ** 32 + 5);
-    expect(await call.echo(-(2 ** 40))).toBe(-(2 ** 40));
-    expect(await call.echo(1.5)).toBe(1.5);
-    expect(await call.echo(true)).toBe(true);
+    const call = get().worker.handle<InteropCalls & DynamicFunctions>().call;
+    await expectPrimitiveTypes(call, MSGPACK_TYPES);
     expect(await call.echo_many(1, "two", null, [3])).toEqual([1, "two", null, [3]]);
     expect(await call.add(2 ** 40, 1)).toBe(2 ** 40 + 1); // integer arithmetic in Rust, not f64
   });
 
   it("round-trips nested structures, unicode and bytes", async () => {
-    const call = get().worker.handle().call;
-    const nested = { a: [1, { b: [true, null, 1.5] }], c: { d: { e: "f" } }, list: [[[]]] };
-    expect(await call.echo(nested)).toEqual(nested);
-    expect(await call.nested()).toEqual({ a: [1, { b: [true, null, 1.5] }], u: "héllo 世界 🎉" });
-    const text = "héllo 世界 🎉 \u0000 zero";
-    expect(await call.echo(text)).toBe(text);
-    const bytes = Buffer.from([0, 1, 255, 128]);
-    const back = await call.echo(bytes);
-    expect(Buffer.isBuffer(back)).toBe(true);
-    expect(Buffer.compare(back as Buffer, bytes)).toBe(0);
-    expect(await call.count_bytes(Buffer.alloc(1000))).toBe(1000);
+    await expectNestedUnicodeBytes(get().worker.handle<InteropCalls>().call);
   });
 
   it("carries int64 and uint64 limits exactly", async () => {
-    const call = get().worker.handle().call;
-    for (const value of [2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]) {
-      expect(await call.echo(value)).toBe(value);
-    }
-    expect(await call.big_ints()).toEqual([2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]);
-    await expect(call.echo(2n ** 64n)).rejects.toBeInstanceOf(EncodeError);
+    await expectInt64Limits(get().worker.handle<InteropCalls>().call);
   });
 
   it("reads a nil result as null", async () => {
