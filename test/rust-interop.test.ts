@@ -28,7 +28,7 @@ import {
   type DynamicFunctions,
 } from "../src/index.js";
 import { fixture } from "./helpers/fixtures.js";
-import { type InteropCalls, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, MSGPACK_TYPES } from "./helpers/interop-vectors.js";
+import { type InteropCalls, CONFORMANCE_CASES, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, MSGPACK_TYPES } from "./helpers/interop-vectors.js";
 import { descendants, isAlive, reapAll, waitFor } from "./helpers/processes.js";
 import { serviceHarness } from "./helpers/services.js";
 
@@ -112,27 +112,6 @@ async function runRustParent(args: string[], env: Record<string, string> = {}): 
   return { cases, done, code, stderr };
 }
 
-const ALL_CASES = [
-  "heartbeat",
-  "add_ints",
-  "add_floats",
-  "primitives",
-  "none",
-  "nested",
-  "unicode",
-  "bytes",
-  "int64_limits",
-  "remote_error",
-  "missing_function",
-  "private_function",
-  "list_functions",
-  "namespace_mismatch",
-  "pipelined_200",
-  "payload_1mib",
-  "garbage",
-  "concurrency",
-  "shutdown",
-];
 
 /**
  * The vectors of cross-language.test.ts's "TS parent → Python child", against the Rust child.
@@ -410,7 +389,7 @@ describe("Rust parent → TS child, spawn mode", () => {
     const { cases, done, code, stderr } = await runRustParent(["parent", "--exec", process.execPath, "--script", TS_WORKER]);
     const failed = cases.filter((c) => !c.ok);
     expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr}`).toEqual([]);
-    expect(cases.map((c) => c.case)).toEqual(ALL_CASES);
+    expect(cases.map((c) => c.case)).toEqual(CONFORMANCE_CASES);
     expect(done).toEqual({ passed: 19, failed: 0 });
     expect(code).toBe(0);
   }, 60_000);
@@ -431,7 +410,7 @@ describe("Rust parent → TS service, connect mode", () => {
     const { cases, done, code, stderr } = await runRustParent(["connect", "--service", "ts-for-rust", "--registry-dir", harness.registryDir]);
     const failed = cases.filter((c) => !c.ok);
     expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr}`).toEqual([]);
-    expect(cases.map((c) => c.case)).toEqual(ALL_CASES.filter((name) => name !== "shutdown"));
+    expect(cases.map((c) => c.case)).toEqual(CONFORMANCE_CASES.filter((name) => name !== "shutdown"));
     expect(done).toEqual({ passed: 18, failed: 0 });
     expect(code).toBe(0);
     expect(isAlive(service.process.pid!)).toBe(true); // the Rust parent did not stop it
@@ -448,7 +427,7 @@ describe("Rust parent → our Python worker library (python/, its TS-style test 
     );
     const failed = cases.filter((c) => !c.ok);
     expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr}`).toEqual([]);
-    expect(cases.map((c) => c.case)).toEqual(ALL_CASES);
+    expect(cases.map((c) => c.case)).toEqual(CONFORMANCE_CASES);
     expect(done).toEqual({ passed: 19, failed: 0 });
     expect(code).toBe(0);
   }, 60_000);
@@ -458,7 +437,7 @@ describe("Rust parent → our Python worker library (python/, its TS-style test 
     const { cases, done, code, stderr } = await runRustParent(["connect", "--service", "py-for-rust", "--registry-dir", harness.registryDir]);
     const failed = cases.filter((c) => !c.ok);
     expect(failed, `failed cases:\n${JSON.stringify(failed, null, 2)}\nstderr:\n${stderr}`).toEqual([]);
-    expect(cases.map((c) => c.case)).toEqual(ALL_CASES.filter((name) => name !== "shutdown"));
+    expect(cases.map((c) => c.case)).toEqual(CONFORMANCE_CASES.filter((name) => name !== "shutdown"));
     expect(done).toEqual({ passed: 18, failed: 0 });
     expect(code).toBe(0);
     expect(isAlive(service.process.pid!)).toBe(true);

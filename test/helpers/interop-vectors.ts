@@ -78,3 +78,26 @@ export async function expectInt64Limits(call: InteropCalls): Promise<void> {
   expect(await call.big_ints()).toEqual(limits);
   await expect(call.echo(2n ** 64n)).rejects.toMatchObject({ name: "EncodeError" });
 }
+
+/** The cases the peers' conformance suites (test/peer/mf_peer.py, test/rust-peer) run against a v4 child, in order. */
+export const CONFORMANCE_CASES = [
+  "heartbeat",
+  "add_ints",
+  "add_floats",
+  "primitives",
+  "none",
+  "nested",
+  "unicode",
+  "bytes",
+  "int64_limits",
+  "remote_error",
+  "missing_function",
+  "private_function",
+  "list_functions",
+  "namespace_mismatch",
+  "pipelined_200",
+  "payload_1mib",
+  "garbage",
+  "concurrency",
+  "shutdown",
+] as const;
