@@ -19,12 +19,9 @@ import { cancelCall, currentCall, releaseCall, type CallContext } from "./child/
 import { callInvoker, loadServerSpan } from "./observability/handle-tracing.js";
 import { OutputForwarder } from "./child/output-forwarder.js";
 import { ParentWatch } from "./child/parent-watch.js";
+import { spawnEndpoint } from "./child/spawn-endpoint.js";
 import {
   DEFAULT_NAMESPACE,
-  ENV_ENDPOINT,
-  ENV_PORT,
-  MAX_PORT,
-  MIN_PORT,
   RejectedFrame,
   createError,
   createHeartbeatReply,
@@ -147,7 +144,7 @@ export abstract class ChildWorker {
 
   /**
    * Spawn mode (`COMLINK_ZMQ_PORT` set): connects to the parent. Connect mode (a serviceId):
-   * binds 127.0.0.1 on a port the OS picks, then registers that port. Serves calls until a
+   * binds `host` (127.0.0.1) on a port the OS picks, then registers that port and its `advertise`. Serves calls until a
    * `shutdown` message, SIGTERM/SIGINT, the parent's death (spawn mode) or `stop()`, then
    * unregisters. Exits the process with code 1 and a FATAL line when the port is invalid;
    * rejects with ServiceAlreadyRunningError when another live process holds the service id.
@@ -157,19 +154,7 @@ export abstract class ChildWorker {
     // Only with a tracer provider registered is there something to load (an await); else nothing.
     const loading = loadServerSpan();
     const inSpan = loading === undefined ? undefined : await loading;
-    const portText = process.env[ENV_PORT];
-    let endpoint: string | undefined;
-    if (portText !== undefined) {
-      const port = Number(portText);
-      if (!/^\d+$/.test(portText.trim()) || !Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT) {
-        fatal(`invalid ${ENV_PORT} '${portText}': expected an integer port between ${MIN_PORT} and ${MAX_PORT}`);
-      }
-      const private_ = process.env[ENV_ENDPOINT];
-      // The parent's private channel when it offers one (an OS-protected ipc path), else v4's TCP port.
-      endpoint = private_ !== undefined && private_.startsWith("ipc://") ? private_ : `tcp://127.0.0.1:${port}`;
-    } else if (this.serviceId === undefined) {
-      fatal(`Need ${ENV_PORT} env (spawn mode) or a serviceId (connect mode)`);
-    }
+    const endpoint = spawnEndpoint(this.serviceId);
 
     this.#running = true;
     this.#acceptShutdown = this.#options.acceptShutdown ?? endpoint !== undefined;
@@ -395,11 +380,6 @@ export abstract class ChildWorker {
     process.off("SIGINT", this.#signalHandler);
     this.#signalHandler = undefined;
   }
-}
-
-function fatal(message: string): never {
-  process.stderr.write(`FATAL: ${message}\n`);
-  process.exit(1);
 }
 
 function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
