@@ -7,7 +7,8 @@
 // Then, unless --no-supervision, it runs bench/supervision.mjs (supervised vs bare worker, parent
 // memory per worker, a 50-worker fleet), bench/restart-latency.mjs (restart-decision latency,
 // supervised vs self-restarting), and the other side benches (spawn channel, connect scale,
-// metrics and tracing cost, streaming vs calls) in fresh processes with the same arguments; their
+// metrics and tracing cost, streaming vs calls, and across hosts — two network namespaces, which
+// needs root: skipped with a message otherwise) in fresh processes with the same arguments; their
 // reports follow.
 //
 // "ours": ParentWorker.spawn(bench/workers/echo-worker.mjs) + worker.handle().call.add(1, 2)
@@ -353,7 +354,7 @@ async function main() {
   log(`raw data: ${file}`);
 
   if (!argv.includes("--no-supervision")) {
-    for (const script of ["./supervision.mjs", "./restart-latency.mjs", "./spawn-channel.mjs", "./connect-scale.mjs", "./metrics-cost.mjs", "./tracing-cost.mjs", "./streaming.mjs"]) {
+    for (const script of ["./supervision.mjs", "./restart-latency.mjs", "./spawn-channel.mjs", "./connect-scale.mjs", "./metrics-cost.mjs", "./tracing-cost.mjs", "./streaming.mjs", "./multihost.mjs"]) {
       console.log("");
       const code = await new Promise((resolve, reject) => {
         const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...argv], { stdio: "inherit" });
