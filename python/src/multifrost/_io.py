@@ -19,7 +19,7 @@ from zmq.utils.monitor import recv_monitor_message
 from . import _wire as wire
 from ._dispatch import Dispatcher
 from ._outbox import Outbox
-from .registry import FileRegistry
+from ._registry_url import RegistryBackend, open_registry
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -46,7 +46,7 @@ class IOThread:
         self.context: zmq.Context[Any] | None = None
         self.sock: zmq.Socket[Any] | None = None
         self.monitor: zmq.Socket[Any] | None = None
-        self.registry: FileRegistry | None = None
+        self.registry: RegistryBackend | None = None
         # Owned by the I/O thread once it runs.
         self._local: collections.deque[Outgoing] = collections.deque()
         self._stalled: Outgoing | None = None
@@ -77,8 +77,11 @@ class IOThread:
                 sock.bind(f"tcp://{self.settings.host}:0")
                 bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
                 port = int(bound.rsplit(":", 1)[1])
-                registry = self.settings.registry or FileRegistry()
-                registry.register(service_id, port)
+                registry = open_registry(self.settings.registry)
+                if self.settings.advertise is None:
+                    registry.register(service_id, port)
+                else:
+                    registry.register(service_id, port, host=self.settings.advertise)
                 self.registry = registry
         except BaseException:
             self.close(linger=0)

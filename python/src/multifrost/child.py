@@ -16,6 +16,8 @@ from typing import Any
 from . import _wire as wire
 from ._callables import callable_table
 from ._context import CallContext, current_call, current_call_var
+from ._advertise import advertised_address, check_bind
+from ._registry_url import RegistryBackend, open_registry
 from ._runtime import Runtime
 from .registry import FileRegistry
 
@@ -32,8 +34,10 @@ class _Settings:
     accept_shutdown: bool | None = None
     forward_output: bool = True
     handle_signals: bool = True
-    registry: FileRegistry | None = None
+    registry: RegistryBackend | None = None
     host: str = "127.0.0.1"
+    #: The address published in the registry entry; None for a loopback service.
+    advertise: str | None = None
     max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE
 
 
@@ -41,7 +45,9 @@ class ChildWorker:
     """Subclass it, add methods, call `run()`.
 
     Spawn mode (the parent set `COMLINK_ZMQ_PORT`): connects to the parent. Connect mode
-    (`ChildWorker("service-id")`): binds 127.0.0.1 on a port the OS picks and registers it.
+    (`ChildWorker("service-id")`): binds `host` (default 127.0.0.1) on a port the OS picks and
+    registers it — in `registry`, else `$MULTIFROST_REGISTRY` (`file:///dir`, `etcd://…`), else
+    the file registry.
     Only the methods your subclasses define are callable — never `_private` ones nor anything
     ChildWorker defines (`run`, `stop`, `list_functions`, ...). Methods may be `def` (run in a
     thread pool) or `async def` (run on the worker's asyncio loop); heartbeats are answered
@@ -64,9 +70,11 @@ class ChildWorker:
         accept_shutdown: bool | None = None,
         forward_output: bool = True,
         handle_signals: bool = True,
-        registry: FileRegistry | None = None,
+        registry: RegistryBackend | str | None = None,
         registry_dir: str | None = None,
         host: str = "127.0.0.1",
+        advertise: str | None = None,
+        insecure: bool = False,
         max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         """
@@ -78,13 +86,26 @@ class ChildWorker:
         accept_shutdown: obey `shutdown` messages; default True in spawn mode, False for services.
         forward_output: connect mode: send printed lines to connected parents as stdout/stderr messages.
         handle_signals: SIGTERM/SIGINT stop the worker (only when `run()` is on the main thread).
-        registry / registry_dir: where connect mode registers (default $MULTIFROST_REGISTRY_DIR or ~/.multifrost).
-        host: connect mode's interface to bind.
+        registry: where connect mode registers: a registry object, or a URL (`file:///dir`,
+            `etcd://host:port[,host:port…][/prefix][?ttl=10&timeout=3000]`); default
+            $MULTIFROST_REGISTRY, else the file registry ($MULTIFROST_REGISTRY_DIR or ~/.multifrost).
+        registry_dir: shorthand for registry=FileRegistry(registry_dir).
+        host: connect mode's interface to bind; not loopback needs insecure=True (no CURVE in Python yet).
+        advertise: the address parents on other machines reach this service at, published in its
+            registry entry; default `host`, or for a wildcard host ("0.0.0.0", "*") this machine's
+            first non-loopback IPv4 address. A loopback service publishes none.
+        insecure: allow a non-loopback `host` without encryption or authentication.
         """
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1 (got {max_concurrency})")
         if max_queued_calls < 0:
             raise ValueError(f"max_queued_calls must be >= 0 (got {max_queued_calls})")
+        check_bind(host, insecure)
+        published = advertised_address(host, advertise)
+        if isinstance(registry, str):
+            registry = open_registry(registry)  # a bad URL fails here, not at run()
+        elif registry is None and registry_dir:
+            registry = FileRegistry(registry_dir)
         self.service_id = service_id
         self._mf_settings = _Settings(
             service_id=service_id,
@@ -95,8 +116,9 @@ class ChildWorker:
             accept_shutdown=accept_shutdown,
             forward_output=forward_output,
             handle_signals=handle_signals,
-            registry=registry if registry is not None else (FileRegistry(registry_dir) if registry_dir else None),
+            registry=registry,
             host=host,
+            advertise=published,
             max_message_size=max_message_size,
         )
 
@@ -122,7 +144,8 @@ class ChildWorker:
 
         Exits the process with code 1 and a FATAL line on stderr when COMLINK_ZMQ_PORT is
         invalid or neither it nor a service id is given. Raises ServiceAlreadyRunningError when
-        another live process holds the service id.
+        another live process holds the service id (file registry), RegistryError when the
+        registry cannot be written (etcd not answering within its timeout...).
         """
         settings = getattr(self, "_mf_settings", None)
         if settings is None:  # a subclass __init__ that did not call super().__init__()

@@ -1,7 +1,7 @@
 """The v4 file registry (`services.json`), shared with the TypeScript side and with JS/Python v4.
 
 Same file, format, locks and rules as src/registry/*.ts: `{"<id>": {"port", "pid", "started",
-"pidStart"}}` in `$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write
+"pidStart"[, "advertise"]}}` (`advertise`: a service's non-loopback address) in `$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write
 under JS v4's lock directory (`services.json.lock`, proper-lockfile's) and Python v4's
 `services.lock` (created exclusively with the owner's pid inside), always taken in that order; the
 file is replaced atomically (temp file, fsync, rename). Reads take no lock.
@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any, Callable, Final, TypeVar
 
+from ._advertise import is_advertised_host
 from ._liveness import is_owner_alive, is_process_alive, process_start_time
 from ._registry_errors import RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError
 from ._registry_locks import JS_LOCK_STALE_S, UNREADABLE_PYTHON_LOCK_STALE_S, JsLock, acquire_python_lock, process_lock
@@ -112,6 +113,13 @@ def to_entry(stored: Any) -> dict[str, Any] | None:
     entry = {"port": port, "pid": pid, "started": started if isinstance(started, str) else ""}
     if _is_pid_start(stored.get("pidStart")):
         entry["pidStart"] = stored["pidStart"]
+    public_key = stored.get("publicKey")
+    if isinstance(public_key, str) and len(public_key) == 40:
+        entry["publicKey"] = public_key
+    # A service bound beyond loopback writes its address as `advertise` (a v4 writer's `host`,
+    # if any wrote one, would mean something else: it is ignored like every unknown key).
+    if is_advertised_host(stored.get("advertise")):
+        entry["host"] = stored["advertise"]
     return entry
 
 
@@ -185,8 +193,10 @@ class FileRegistry:
 
     # -- public -------------------------------------------------------------------------------
 
-    def register(self, service_id: str, port: int, pid: int | None = None) -> dict[str, Any]:
-        """Records service_id -> port owned by pid (default: this process).
+    def register(self, service_id: str, port: int, pid: int | None = None, *, host: str | None = None) -> dict[str, Any]:
+        """Records service_id -> port owned by pid (default: this process); `host` (a service's
+        non-loopback address) is stored as `advertise`, as the TS FileRegistry does, and read
+        back as the entry's `host`.
 
         Replaces an entry whose owner is dead or is pid itself; raises ServiceAlreadyRunningError
         if another live process owns it.
@@ -197,6 +207,8 @@ class FileRegistry:
         owner = os.getpid() if pid is None else pid
         if not _is_pid(owner):
             raise ValueError(f"pid must be a positive integer (got {owner!r})")
+        if host is not None and not is_advertised_host(host):
+            raise ValueError(f"host must be a host name or an IP address (got {host!r})")
 
         def change(document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             existing = to_entry(document.get(service_id))
@@ -206,8 +218,8 @@ class FileRegistry:
             pid_start = process_start_time(owner)
             if pid_start is not None:
                 entry["pidStart"] = pid_start
-            document[service_id] = dict(entry)
-            return entry, True
+            document[service_id] = dict(entry) if host is None else {**entry, "advertise": host}
+            return (entry if host is None else {**entry, "host": host}), True
 
         return self._update(change)
 

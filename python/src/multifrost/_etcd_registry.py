@@ -1,0 +1,256 @@
+"""Service discovery on etcd, as src/registry/etcd-registry.ts does it, so that TS parents, pools
+and `multifrost services` see Python services like TS ones.
+
+Each registration is one key `<prefix>services/<encodeURIComponent(id)>/<instance>` (instance:
+16 hex digits) holding `{"host","port","pid","started","hostname"[,"publicKey"]}` (compact JSON,
+`started` as JS's toISOString()) under a lease of its own, kept alive by a daemon thread
+(_etcd_lease.py): several instances of one id, on any hosts, coexist, and a crashed one disappears
+when its lease expires. etcd is reached through its HTTP/JSON gateway (_etcd_gateway.py). Every
+etcd failure is a RegistryError; a bad argument a ValueError. Reads are plain range requests
+(`discover` polls; the TS side watches).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ._advertise import is_advertised_host
+from ._etcd_gateway import EtcdGateway, b64, prefix_end, unb64
+from ._etcd_lease import LeasedKey, LeaseEvents
+from ._registry_errors import RegistryError, ServiceNotFoundError
+from .registry import _is_pid, _is_port, _utc_now_iso, check_service_id
+
+DEFAULT_PREFIX: Final = "multifrost/"
+DEFAULT_LEASE_TTL: Final = 10
+DEFAULT_REQUEST_TIMEOUT: Final = 3.0
+#: How often `discover` looks again while the service is not there.
+DISCOVER_POLL_S: Final = 0.2
+_Z85_KEY: Final = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+
+
+class EtcdRegistry:
+    """Register, unregister and discover services in etcd (`etcd://…` registry URLs)."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        events: LeaseEvents | None = None,
+    ) -> None:
+        """
+        endpoints: etcd client endpoints, `host:port` or `http://host:port`, tried in turn.
+        prefix: every key this registry writes or reads starts with it.
+        lease_ttl: seconds (an integer >= 2) a crashed service, or a host cut off from etcd, stays
+            discoverable; the lease is kept alive every third of it.
+        request_timeout: seconds one etcd request may take, over all endpoints, before RegistryError.
+        events: told of lease losses and renewals (for logs).
+        """
+        if not _is_number(lease_ttl) or not math.isfinite(lease_ttl) or int(lease_ttl) != lease_ttl or lease_ttl < 2:
+            raise ValueError(f"lease_ttl must be an integer >= 2 (got {lease_ttl!r})")
+        if not _is_number(request_timeout) or not 0 < request_timeout < math.inf:
+            raise ValueError(f"request_timeout must be a positive number of seconds (got {request_timeout!r})")
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string (got {type(prefix).__name__})")
+        self._gateway = EtcdGateway(endpoints, float(request_timeout))
+        self.prefix = prefix
+        self.lease_ttl = int(lease_ttl)
+        self.request_timeout = float(request_timeout)
+        self._events = events
+        self.location = f"etcd://{','.join(str(e) for e in self._gateway.endpoints)}/{prefix}"
+        self._lock = threading.Lock()
+        self._registrations: dict[str, list[tuple[dict[str, Any], LeasedKey]]] = {}
+
+    # -- registering ----------------------------------------------------------------------------
+
+    def register(
+        self,
+        service_id: str,
+        port: int,
+        pid: int | None = None,
+        *,
+        host: str | None = None,
+        public_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Publishes one instance of `service_id` at `host` (default 127.0.0.1) and `port`, kept
+        while this process runs; returns its entry, `instance` included. Other instances of the
+        id, here or elsewhere, stay. RegistryError when etcd does not answer in time."""
+        check_service_id(service_id)
+        if not _is_port(port):
+            raise ValueError(f"port must be an integer in 1..65535 (got {port!r})")
+        owner = os.getpid() if pid is None else pid
+        if not _is_pid(owner):
+            raise ValueError(f"pid must be a positive integer (got {owner!r})")
+        if host is not None and not is_advertised_host(host):
+            raise ValueError(f"host must be a host name or an IP address (got {host!r})")
+        if public_key is not None and not _Z85_KEY.match(public_key):
+            raise ValueError("public_key must be a 40-character Z85 CURVE public key")
+        instance = secrets.token_hex(8)
+        entry: dict[str, Any] = {
+            "host": host if host is not None else "127.0.0.1",
+            "port": port,
+            "pid": owner,
+            "started": _utc_now_iso(),
+            "hostname": socket.gethostname(),
+        }
+        if public_key is not None:
+            entry["publicKey"] = public_key
+        value = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)  # as JSON.stringify
+        key = LeasedKey(self._gateway, self._service_prefix(service_id) + instance, value, self.lease_ttl, self._events)
+        key.start()
+        with self._lock:
+            self._registrations.setdefault(service_id, []).append((entry, key))
+        return {**entry, "instance": instance}
+
+    def unregister(self, service_id: str, pid: int | None = None) -> bool:
+        """Revokes this registry's registrations of `service_id` owned by `pid` (default: this
+        process): they disappear at once. Returns whether there were any."""
+        check_service_id(service_id)
+        owner = os.getpid() if pid is None else pid
+        with self._lock:
+            registrations = self._registrations.get(service_id, [])
+            mine = [key for entry, key in registrations if entry["pid"] == owner]
+            kept = [(entry, key) for entry, key in registrations if entry["pid"] != owner]
+            if kept:
+                self._registrations[service_id] = kept
+            else:
+                self._registrations.pop(service_id, None)
+        for key in mine:
+            key.stop()
+        return bool(mine)
+
+    def close(self) -> None:
+        """Revokes every registration this registry made (what a stopping process does)."""
+        with self._lock:
+            keys = [key for registrations in self._registrations.values() for _, key in registrations]
+            self._registrations.clear()
+        for key in keys:
+            key.stop()
+
+    def __enter__(self) -> EtcdRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def leases(self, service_id: str) -> list[LeasedKey]:
+        """This process's leased keys for `service_id` (lease ids, renewal counts)."""
+        with self._lock:
+            return [key for _, key in self._registrations.get(service_id, [])]
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def instances(self, service_id: str) -> list[dict[str, Any]]:
+        """Every live instance of `service_id`, oldest first."""
+        check_service_id(service_id)
+        prefix = self._service_prefix(service_id)
+        found = [to_etcd_entry(key[len(prefix) :], value) for key, value in self._range(prefix)]
+        return sorted((entry for entry in found if entry is not None), key=lambda entry: entry["started"])
+
+    def lookup(self, service_id: str) -> dict[str, Any] | None:
+        """One live instance (picked at random, as the TS side does), or None."""
+        live = self.instances(service_id)
+        return random.choice(live) if live else None
+
+    def discover(self, service_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Waits until an instance is registered; ServiceNotFoundError after `timeout` seconds, or
+        the RegistryError of the last look when etcd never answered."""
+        check_service_id(service_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            error: RegistryError | None = None
+            try:
+                found = self.lookup(service_id)
+                if found is not None:
+                    return found
+            except RegistryError as exc:
+                error = exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise error if error is not None else ServiceNotFoundError(service_id, timeout)
+            time.sleep(min(DISCOVER_POLL_S, left))
+
+    def list(self) -> dict[str, dict[str, Any]]:
+        """One live instance per service id (the oldest)."""
+        live: dict[str, dict[str, Any]] = {}
+        for service_id, entry in self.list_instances():
+            live.setdefault(service_id, entry)
+        return live
+
+    def list_instances(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every live registration as (service id, entry), several per id where several run."""
+        prefix = f"{self.prefix}services/"
+        result: list[tuple[str, dict[str, Any]]] = []
+        for key, value in self._range(prefix):
+            rest = key[len(prefix) :]
+            slash = rest.rfind("/")
+            if slash <= 0:
+                continue
+            entry = to_etcd_entry(rest[slash + 1 :], value)
+            if entry is not None:
+                result.append((urllib.parse.unquote(rest[:slash]), entry))
+        return sorted(result, key=lambda item: (item[0], item[1]["started"]))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _service_prefix(self, service_id: str) -> str:
+        return f"{self.prefix}services/{encode_uri_component(service_id)}/"
+
+    def _range(self, prefix: str) -> list[tuple[str, str]]:
+        raw = prefix.encode("utf-8")
+        try:
+            reply = self._gateway.call("kv/range", {"key": b64(raw), "range_end": b64(prefix_end(raw))})
+        except RegistryError as exc:
+            raise RegistryError(f"etcd read failed ({self.location}): {exc}") from exc
+        kvs = reply.get("kvs")
+        if not isinstance(kvs, list):
+            return []
+        return [
+            (unb64(kv.get("key")).decode("utf-8", errors="replace"), unb64(kv.get("value")).decode("utf-8", errors="replace"))
+            for kv in kvs
+            if isinstance(kv, dict)
+        ]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def encode_uri_component(text: str) -> str:
+    """JavaScript's encodeURIComponent (UTF-8; keeps A-Z a-z 0-9 - _ . ! ~ * ' ( ))."""
+    return urllib.parse.quote(text, safe="!~*'()")
+
+
+def to_etcd_entry(instance: str, value: str) -> dict[str, Any] | None:
+    """A registered instance as read back (src/registry/etcd-registry.ts toEtcdEntry); None for a
+    value that is not one of ours."""
+    try:
+        stored = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(stored, dict):
+        return None
+    host, port, pid = stored.get("host"), stored.get("port"), stored.get("pid")
+    if not _is_port(port) or not _is_pid(pid) or not is_advertised_host(host):
+        return None
+    started = stored.get("started")
+    entry: dict[str, Any] = {"host": host, "port": port, "pid": pid, "started": started if isinstance(started, str) else "", "instance": instance}
+    if isinstance(stored.get("hostname"), str):
+        entry["hostname"] = stored["hostname"]
+    public_key = stored.get("publicKey")
+    if isinstance(public_key, str) and len(public_key) == 40:
+        entry["publicKey"] = public_key
+    return entry
