@@ -11,6 +11,7 @@ import {
   pool,
   RegistryError,
   ServiceNotFoundError,
+  ServiceRegistry,
   supervise,
   type RegistryBackend,
   type ServicePool,
@@ -157,6 +158,25 @@ describe("the etcd backend", () => {
     await expect(reg.discover("math", 800)).rejects.toBeInstanceOf(RegistryError);
     await expect(reg.register("math", 4000)).rejects.toBeInstanceOf(RegistryError);
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe("v4's ServiceRegistry on etcd", () => {
+  it("register / discover / unregister work unchanged with $MULTIFROST_REGISTRY naming an etcd", async () => {
+    const reg = registry();
+    const before = process.env["MULTIFROST_REGISTRY"];
+    process.env["MULTIFROST_REGISTRY"] = url;
+    try {
+      const port = await ServiceRegistry.register("v4-style");
+      expect(await ServiceRegistry.discover("v4-style", 1000)).toBe(port);
+      expect(await reg.instances!("v4-style")).toEqual([expect.objectContaining({ port, pid: process.pid })]);
+      await ServiceRegistry.unregister("v4-style");
+      expect(await reg.instances!("v4-style")).toEqual([]);
+      await expect(ServiceRegistry.discover("v4-style", 200)).rejects.toBeInstanceOf(ServiceNotFoundError);
+    } finally {
+      if (before === undefined) delete process.env["MULTIFROST_REGISTRY"];
+      else process.env["MULTIFROST_REGISTRY"] = before;
+    }
   });
 });
 

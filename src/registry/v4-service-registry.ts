@@ -1,6 +1,7 @@
 import { createServer } from "node:net";
 import { RegistryError, ServiceAlreadyRunningError } from "../errors.js";
 import { FileRegistry } from "./file-registry.js";
+import { openRegistry } from "./open-registry.js";
 
 /** v4's default `discover()` timeout. */
 const DEFAULT_DISCOVER_TIMEOUT_MS = 5000;
@@ -10,8 +11,8 @@ const DEFAULT_DISCOVER_TIMEOUT_MS = 5000;
  * the shared `services.json`. Kept so v4 code that uses it directly compiles and runs unchanged;
  * new code should use a {@link FileRegistry} (or any `RegistryBackend`) instead.
  *
- * Every call works on a fresh default `FileRegistry`, so the directory is `$MULTIFROST_REGISTRY_DIR`
- * as set at the time of the call, else `~/.multifrost`. It therefore inherits FileRegistry's fixes
+ * Every call works on the default registry as set at the time of the call: `$MULTIFROST_REGISTRY`
+ * (an etcd URL works too), else a `FileRegistry` in `$MULTIFROST_REGISTRY_DIR`, else `~/.multifrost`. It therefore inherits FileRegistry's fixes
  * to v4: concurrent updates wait for the locks instead of failing with "Lock file is already being
  * held"; the JS v4 and the Python v4 locks are both taken; the file is replaced atomically; a
  * corrupt file is set aside. Errors are typed: `ServiceAlreadyRunningError`, `ServiceNotFoundError`,
@@ -35,8 +36,9 @@ export class ServiceRegistry {
    */
   static register(serviceId: string): Promise<number> {
     return serialised(async () => {
-      const registry = new FileRegistry();
-      const existing = await registry.lookup(serviceId);
+      const registry = openRegistry();
+      // One live owner per id in the file registry (v4's contract); etcd keeps several instances of an id by design.
+      const existing = registry instanceof FileRegistry ? await registry.lookup(serviceId) : undefined;
       if (existing) throw new ServiceAlreadyRunningError(serviceId, existing.pid, existing.port);
       const port = await ServiceRegistry.findFreePort();
       // FileRegistry re-checks other processes' live entries under the registry locks.
@@ -50,12 +52,12 @@ export class ServiceRegistry {
    * (`Service '<id>' not found within <t>ms`, as v4's message) after `timeoutMs`; 0 looks once.
    */
   static async discover(serviceId: string, timeoutMs: number = DEFAULT_DISCOVER_TIMEOUT_MS): Promise<number> {
-    return (await new FileRegistry().discover(serviceId, timeoutMs)).port;
+    return (await openRegistry().discover(serviceId, timeoutMs)).port;
   }
 
   /** Removes the entry if this process owns it (as v4); another process's entry is left alone. */
   static async unregister(serviceId: string): Promise<void> {
-    await new FileRegistry().unregister(serviceId);
+    await openRegistry().unregister(serviceId);
   }
 
   /**
