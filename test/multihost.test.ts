@@ -19,6 +19,7 @@ import { createHostPair, killAndWait, namespaceEnv, namespaceSkipReason, type Ho
  */
 
 const skipReason = namespaceSkipReason();
+if (skipReason !== undefined) console.warn(`test/multihost.test.ts is skipped: ${skipReason}`);
 /** The lease TTL of every registration here, in seconds: a killed instance is gone within it. */
 const TTL_S = 3;
 const SERVICE = "math";
