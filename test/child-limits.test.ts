@@ -143,6 +143,8 @@ describe("shutdown messages", () => {
     const stats = await reply(peer, await peer.call("workerStats", []));
     expect((stats.result as { rejected: Record<string, number> }).rejected["shutdown-refused"]).toBe(3);
     expect(isAlive(service.pid)).toBe(true);
+    // stderr is a pipe of its own: its line may arrive after the stats reply.
+    await waitFor(() => /ignored a 'shutdown' message/.test(service.stderr()), 5000, "the logged refusal");
     expect(service.stderr().match(/ignored a 'shutdown' message/g)).toHaveLength(1);
   });
 
