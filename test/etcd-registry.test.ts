@@ -124,6 +124,17 @@ describe("the etcd backend", () => {
     expect(await reg.unregister("math/extra")).toBe(true);
   });
 
+  it("opens from options too ({ etcd: … }, for TLS and auth a URL cannot carry)", async () => {
+    const reg = openRegistry({ etcd: { endpoints: [etcd.endpoint], prefix: `opts-${process.pid}/`, leaseTtlSeconds: 3 } });
+    try {
+      await reg.register("optioned", 4200);
+      expect(await reg.lookup("optioned")).toMatchObject({ port: 4200 });
+      expect(await reg.unregister("optioned")).toBe(true);
+    } finally {
+      await reg.close?.();
+    }
+  });
+
   it("discover waits on a watch: an instance registered later is found at once; none → ServiceNotFoundError", async () => {
     const reg = registry();
     const started = Date.now();

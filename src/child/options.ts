@@ -3,7 +3,7 @@ import { DISPATCHER_DEFAULTS } from "../actors/dispatcher.js";
 import { resolveServiceCurve, type ServiceCurveOptions } from "../actors/curve.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger, LogLevelOption } from "../observability/logger.js";
-import type { RegistryBackend } from "../registry/index.js";
+import type { RegistryBackend, RegistrySetting } from "../registry/index.js";
 
 /** A ChildWorker's options, their defaults and their checks. */
 
@@ -14,7 +14,7 @@ export interface ChildWorkerOptions {
    * Connect mode: where to register — a backend, or a URL (`file:///dir`, `etcd://host:port[,…]`).
    * Default: `$MULTIFROST_REGISTRY`, else a FileRegistry (`$MULTIFROST_REGISTRY_DIR` or ~/.multifrost).
    */
-  registry?: RegistryBackend | string;
+  registry?: RegistrySetting;
   /** Connect mode: shorthand for `registry: new FileRegistry({ dir })`. */
   registryDir?: string;
   /** Connect mode: the interface to bind. Default 127.0.0.1; anything else needs `curve` or `insecure: true`. */
@@ -123,7 +123,7 @@ export type ResolvedChildOptions = Required<
 export interface ConnectSettings {
   serviceId: string;
   /** The registry given, or undefined for a FileRegistry in `registryDir`, loaded only then (a spawned worker never loads registry code). */
-  registry: RegistryBackend | string | undefined;
+  registry: RegistrySetting | undefined;
   registryDir: string | undefined;
   host: string;
   /** The address to publish; undefined for a loopback service (parents use their own loopback). */
@@ -178,7 +178,8 @@ function checkOrphanGrace(value: number | false): number | false {
 
 /** Connect mode's registry: the one given, else the default one (registry code is imported only now). */
 export async function connectRegistry(connect: ConnectSettings): Promise<RegistryBackend> {
-  if (connect.registry !== undefined && typeof connect.registry !== "string") return connect.registry;
+  const given = connect.registry;
+  if (typeof given === "object" && "register" in given) return given;
   const { openRegistry } = await import("../registry/index.js");
   return openRegistry(connect.registry, connect.registryDir);
 }

@@ -32,6 +32,10 @@ export interface EtcdRegistryOptions {
   readonly requestTimeoutMs?: number;
   /** Lease losses and renewals of this process's registrations. Default: one line each on stderr. */
   readonly events?: LeaseEvents;
+  /** TLS to etcd (endpoints then start with https://): PEM buffers, as etcd3 takes them. */
+  readonly credentials?: { readonly rootCertificate: Buffer; readonly privateKey?: Buffer; readonly certChain?: Buffer };
+  /** etcd's password authentication (role-based access: who may register under the prefix). */
+  readonly auth?: { readonly username: string; readonly password: string };
 }
 
 export const ETCD_DEFAULTS = { prefix: "multifrost/", leaseTtlSeconds: 10, requestTimeoutMs: 3000 } as const;
@@ -81,6 +85,8 @@ export class EtcdRegistry implements RegistryBackend {
       dialTimeout: timeout,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: { watchBackoff: retryBackoff(WATCH_RETRY_MS.first) },
+      ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
+      ...(options.auth === undefined ? {} : { auth: { ...options.auth } }),
     });
     this.#watches = new EtcdWatches(this.#client, (serviceId) => this.instances(serviceId));
   }

@@ -7,8 +7,15 @@ import type { InstancesListener, RegistrationExtras, RegistryBackend, ServiceEnt
 /** Environment variable naming the registry as a URL: `file:///dir` or `etcd://host:port[,host:port…][/prefix]`. */
 export const REGISTRY_ENV = "MULTIFROST_REGISTRY";
 
-/** A registry: a backend object, or its URL (`file:///dir`, `etcd://host:port[,…][/prefix][?ttl=10&timeout=3000]`). */
-export type RegistrySetting = RegistryBackend | string;
+/**
+ * A registry: a backend object, its URL (`file:///dir`, `etcd://host:port[,…][/prefix][?ttl=10&timeout=3000]`),
+ * or etcd's options (for TLS and authentication, which a URL does not carry).
+ */
+export type RegistrySetting = RegistryBackend | string | { readonly etcd: EtcdRegistryOptions };
+
+function isEtcdOptions(setting: RegistrySetting | undefined): setting is { readonly etcd: EtcdRegistryOptions } {
+  return typeof setting === "object" && setting !== null && "etcd" in setting && !("register" in setting);
+}
 
 export type ParsedRegistryUrl = { readonly kind: "file"; readonly dir: string } | { readonly kind: "etcd"; readonly options: EtcdRegistryOptions };
 
@@ -55,7 +62,8 @@ const opened = new Map<string, RegistryBackend>();
  * or ~/.multifrost).
  */
 export function openRegistry(setting?: RegistrySetting, dir?: string): RegistryBackend {
-  if (setting !== undefined && typeof setting !== "string") return setting;
+  if (isEtcdOptions(setting)) return new LazyEtcdRegistry(setting.etcd);
+  if (typeof setting === "object") return setting;
   if (setting === undefined && dir !== undefined) return new FileRegistry({ dir });
   const url = setting ?? process.env[REGISTRY_ENV];
   if (url === undefined || url === "") return new FileRegistry();

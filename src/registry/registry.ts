@@ -76,6 +76,8 @@ export interface RegistryBackend {
   listInstances?(): Promise<{ serviceId: string; entry: ServiceEntry }[]>;
   /** Where the entries live, for messages and the CLI (a file path, etcd endpoints). */
   readonly location?: string;
+  /** Releases what the backend holds (etcd: revokes this process's registrations, closes the client). */
+  close?(): Promise<void>;
 }
 
 /** Every live instance of a service, on any backend. */
