@@ -17,6 +17,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import _wire as wire
+from ._advertise import advertised_address
 from ._dispatch import Dispatcher
 from ._outbox import Outbox
 from ._registry_url import RegistryBackend, open_registry
@@ -78,10 +79,11 @@ class IOThread:
                 bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
                 port = int(bound.rsplit(":", 1)[1])
                 registry = open_registry(self.settings.registry)
-                if self.settings.advertise is None:
+                published = advertised_address(self.settings.host, self.settings.advertise)
+                if published is None:  # a loopback service: parents use their own loopback
                     registry.register(service_id, port)
                 else:
-                    registry.register(service_id, port, host=self.settings.advertise)
+                    registry.register(service_id, port, host=published)
                 self.registry = registry
         except BaseException:
             self.close(linger=0)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _wire as wire
+from ._advertise import advertised_address, check_bind
 from ._callables import callable_table
 from ._context import CallContext, current_call, current_call_var
-from ._advertise import advertised_address, check_bind
 from ._registry_url import RegistryBackend, open_registry
 from ._runtime import Runtime
 from .registry import FileRegistry
@@ -36,7 +36,7 @@ class _Settings:
     handle_signals: bool = True
     registry: RegistryBackend | None = None
     host: str = "127.0.0.1"
-    #: The address published in the registry entry; None for a loopback service.
+    #: The `advertise` option; what is published is decided when connect mode binds (_advertise.py).
     advertise: str | None = None
     max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE
 
@@ -101,7 +101,8 @@ class ChildWorker:
         if max_queued_calls < 0:
             raise ValueError(f"max_queued_calls must be >= 0 (got {max_queued_calls})")
         check_bind(host, insecure)
-        published = advertised_address(host, advertise)
+        if service_id is not None:
+            advertised_address(host, advertise)  # a bad advertise (or nothing to publish) fails here, as in TS
         if isinstance(registry, str):
             registry = open_registry(registry)  # a bad URL fails here, not at run()
         elif registry is None and registry_dir:
@@ -118,7 +119,7 @@ class ChildWorker:
             handle_signals=handle_signals,
             registry=registry,
             host=host,
-            advertise=published,
+            advertise=advertise,
             max_message_size=max_message_size,
         )
 
