@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 
+import { Etcd3 } from "etcd3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   InvalidArgumentError,
@@ -135,6 +136,25 @@ describe("the etcd backend", () => {
     }
   });
 
+  it("skips another machine's loopback instances for connecting, and still lists them", async () => {
+    const reg = registry();
+    const prefix = url.slice(`etcd://${etcd.endpoint}/`.length, url.indexOf("?"));
+    const client = new Etcd3({ hosts: `http://${etcd.endpoint}` });
+    try {
+      const elsewhere = { host: "127.0.0.1", port: 4300, pid: 77, started: new Date().toISOString(), hostname: "some-other-machine" };
+      await client.put(`${prefix}services/mixed/aaaaaaaaaaaaaaaa`).value(JSON.stringify(elsewhere));
+      const mine = await reg.register("mixed", 4301);
+      expect((await reg.instances!("mixed")).map((entry) => entry.port)).toEqual([4301]);
+      expect(await reg.discover("mixed", 0)).toMatchObject({ port: 4301 });
+      expect((await reg.listInstances!()).map(({ entry }) => entry.port).sort()).toEqual([4300, 4301]);
+      expect(mine.host).toBe("127.0.0.1");
+      await reg.unregister("mixed");
+    } finally {
+      await client.delete().prefix(prefix);
+      client.close();
+    }
+  });
+
   it("discover waits on a watch: an instance registered later is found at once; none → ServiceNotFoundError", async () => {
     const reg = registry();
     const started = Date.now();
@@ -257,6 +277,24 @@ describe("a pool that follows the registry", () => {
     expect(failed).toBe(0);
     const survivors = new Set(await Promise.all(Array.from({ length: 20 }, () => tree.get("math").call.slowPid(100))));
     expect(survivors).toEqual(new Set([a.pid, c.pid]));
+    expect(tree.root.state).toBe("running");
+  });
+
+  it("starts even when a listed instance cannot be reached (a crashed host's, within its lease); its member goes with the entry", async () => {
+    const reg = registry();
+    const live = await startService("math");
+    await reg.register("math", 1, 999_999); // nobody listens on port 1
+    const tree = supervise(
+      { id: "root", children: [pool({ id: "math", service: "math", idempotent: true, startupTimeoutMs: 1000 })] },
+      { registry: url },
+    );
+    stops.push(() => tree.stop());
+    await tree.start();
+    const members = tree.pool("math") as ServicePool;
+    expect(members.instances).toHaveLength(2);
+    for (let i = 0; i < 10; i++) expect(await tree.get("math").call.pid()).toBe(live.pid);
+    await reg.unregister("math", 999_999);
+    await waitFor(() => members.instances.length === 1, 5000, "the unreachable instance's member to go");
     expect(tree.root.state).toBe("running");
   });
 });

@@ -128,13 +128,19 @@ export class EtcdRegistry implements RegistryBackend {
     return true;
   }
 
+  /**
+   * The instances this process can reach: all but those bound to another machine's loopback (a
+   * service left on 127.0.0.1 registers that address; only parents on its own machine can use it).
+   * `listInstances()` shows them all.
+   */
   async instances(serviceId: string): Promise<ServiceEntry[]> {
     assertServiceId(serviceId);
     const prefix = this.#servicePrefix(serviceId);
     const found = await this.#request("read", () => this.#client.getAll().prefix(prefix).strings());
+    const here = hostname();
     return Object.entries(found)
       .map(([key, value]) => toEtcdEntry(key.slice(prefix.length), value))
-      .filter((entry): entry is ServiceEntry => entry !== undefined)
+      .filter((entry): entry is ServiceEntry => entry !== undefined && (!isLoopback(entry.host) || entry.hostname === undefined || entry.hostname === here))
       .sort((a, b) => a.started.localeCompare(b.started));
   }
 
@@ -245,6 +251,10 @@ export function toEtcdEntry(instance: string, value: string): ServiceEntry | und
     ...(typeof machine === "string" ? { hostname: machine } : {}),
     ...(typeof publicKey === "string" && publicKey.length === 40 ? { publicKey } : {}),
   };
+}
+
+function isLoopback(host: string | undefined): boolean {
+  return host !== undefined && /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/.test(host);
 }
 
 function pickOne(entries: readonly ServiceEntry[]): ServiceEntry | undefined {

@@ -32,18 +32,25 @@ export class ServicePool extends Pool {
     this.#log = createLogSink(spec.logger ?? context.logger, spec.logLevel ?? context.logLevel);
   }
 
-  /** Reads the instances there are now (they start with the pool), then follows the registry. */
+  /**
+   * Starts (empty), then adds a member for every instance there is now and waits for those that
+   * come up; one that cannot be reached (a crashed host's instance still within its lease) does
+   * not fail the pool: it stays down until its lease expires and takes it out. Then follows the registry.
+   */
   override async start(): Promise<void> {
-    if (this.#unwatch === undefined) {
-      try {
-        await this.#apply(await instancesOf(this.#registry, this.serviceId));
-      } catch (error) {
-        // The registry is unreachable: start empty; the watch fills the pool when it answers.
-        this.#log?.log("warn", { event: LogEvent.REGISTRY_ERROR, worker: this.path, service: this.serviceId, reason: errorSummary(error) }, `${this.path}: registry lookup failed`);
-      }
-      this.#unwatch = watchService(this.#registry, this.serviceId, (entries) => this.#onInstances(entries));
-    }
     await super.start();
+    if (this.#unwatch !== undefined) return;
+    let entries: readonly ServiceEntry[] = [];
+    try {
+      entries = await instancesOf(this.#registry, this.serviceId);
+    } catch (error) {
+      // The registry is unreachable: stay empty; the watch fills the pool when it answers.
+      this.#log?.log("warn", { event: LogEvent.REGISTRY_ERROR, worker: this.path, service: this.serviceId, reason: errorSummary(error) }, `${this.path}: registry lookup failed`);
+    }
+    this.#unwatch = watchService(this.#registry, this.serviceId, (found) => this.#onInstances(found));
+    this.#latest ??= entries;
+    this.#reconciling = this.#reconciling.then(() => this.#apply(entries));
+    await this.#reconciling;
   }
 
   override async stop(): Promise<void> {
