@@ -10,6 +10,7 @@ import {
   type CallMessage,
   type WireMessage,
 } from "../wire/index.js";
+import { isAsyncIterable, isThenable } from "../core/value-kinds.js";
 
 /**
  * The child-side call dispatcher: looks the function up in a fixed table, runs it under a
@@ -293,18 +294,6 @@ interface StreamState {
   credit: number;
   cancelled: boolean;
   wake: (() => void) | undefined;
-}
-
-function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return typeof value === "object" && value !== null && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === "object" || typeof value === "function") &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
 }
 
 /** Encodes a reply; a result msgpack cannot carry becomes an error reply instead of a lost call. */

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { CallMessage, Metadata } from "../wire/messages.js";
+import { isAsyncIterator } from "../core/value-kinds.js";
 
 /**
  * The call a TS worker's handler is running, as `this.call` (or `currentCall()`): the same fields
@@ -154,15 +155,6 @@ export function runInCall(call: CallContext, handler: (...args: unknown[]) => un
   } finally {
     state.runningSync = previous;
   }
-}
-
-function isAsyncIterator(value: unknown): value is AsyncIterableIterator<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as AsyncIterableIterator<unknown>).next === "function" &&
-    typeof (value as AsyncIterableIterator<unknown>)[Symbol.asyncIterator] === "function"
-  );
 }
 
 /** The same iterator, each step of which runs as the handling of `call` (so `this.call` works in generators). */

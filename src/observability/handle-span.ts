@@ -2,6 +2,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind, trace, type Context, type
 import type { IncomingCall } from "../child/call-context.js";
 import { failSpan, registeredTracer, STREAM_CANCELLED_ATTRIBUTE, STREAM_CHUNKS_ATTRIBUTE } from "./call-tracing.js";
 import type { ServerSpan } from "./handle-tracing.js";
+import { isAsyncIterator, isThenable } from "../core/value-kinds.js";
 
 /**
  * A worker's SERVER spans (docs/observability.md, Tracing): imported by handle-tracing.ts only
@@ -100,19 +101,3 @@ function spanOverStream(span: Span, active: Context, iterator: AsyncIterableIter
   return wrapped;
 }
 
-function isAsyncIterator(value: unknown): value is AsyncIterableIterator<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as AsyncIterableIterator<unknown>).next === "function" &&
-    typeof (value as AsyncIterableIterator<unknown>)[Symbol.asyncIterator] === "function"
-  );
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === "object" || typeof value === "function") &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
-}
