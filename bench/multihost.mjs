@@ -23,11 +23,11 @@
 // The script runs twice: here it makes the namespaces and etcd and removes them whatever happens;
 // with --inside it is the measuring parent, started in namespace A.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync, rmSync } from "node:fs";
+import { loadavg } from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { ETCD, startTestEtcd } from "../test/helpers/etcd.mjs";
 import { createHostPair, killAndWait, namespaceEnv, namespaceSkipReason } from "../test/helpers/netns.mjs";
 import { formatTable, interleaved, median, pipelinedRate, ratio, sequentialLatencyInterleaved, startRunRecord } from "./lib/measure.mjs";
 
@@ -44,8 +44,6 @@ const CONFIG = quick
   ? { discoveries: 5, seq: { warmup: 300, iterations: 2000, slices: 4 }, pipe: { slices: 2, windowMs: 250, warmupMs: 150 } }
   : { discoveries: 20, seq: { warmup: 1000, iterations: 5000, slices: 10 }, pipe: { slices: 4, windowMs: 500, warmupMs: 300 } };
 const IN_FLIGHT = 100;
-const ETCD = process.env.MULTIFROST_ETCD ?? "/usr/bin/etcd";
-const ETCD_PORTS = { client: 23790, peer: 23800 }; // free by construction in a fresh namespace
 const SELF = fileURLToPath(import.meta.url);
 const SERVICE = fileURLToPath(new URL("../test/fixtures/curve-service.mjs", import.meta.url));
 const DIST = fileURLToPath(new URL("../dist/index.js", import.meta.url));
@@ -72,7 +70,7 @@ async function outside() {
     return;
   }
   const pair = createHostPair({ tag: `b${process.pid}` });
-  const dataDir = mkdtempSync(join(tmpdir(), "multifrost-etcd-"));
+  let etcd;
   const cleanUp = () => {
     try {
       pair.remove(); // etcd and anything the inside left run in the namespaces: killed here
@@ -80,12 +78,12 @@ async function outside() {
       log(error.message);
       process.exitCode = 1;
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    if (etcd !== undefined) rmSync(etcd.dataDir, { recursive: true, force: true });
   };
   process.once("exit", cleanUp);
   try {
-    await startEtcd(pair, dataDir);
-    const config = { a: pair.a, b: pair.b, etcd: `${pair.a.address}:${ETCD_PORTS.client}` };
+    etcd = await startTestEtcd({ host: pair.a.address, wrap: pair.exec(pair.a, []) });
+    const config = { a: pair.a, b: pair.b, etcd: etcd.endpoint };
     const command = pair.exec(pair.a, [process.execPath, SELF, `--inside=${JSON.stringify(config)}`, ...argv]);
     const code = await new Promise((resolve, reject) => {
       const child = spawn(command[0], command.slice(1), { stdio: "inherit", env: namespaceEnv() });
@@ -97,40 +95,6 @@ async function outside() {
     process.removeListener("exit", cleanUp);
     cleanUp();
   }
-}
-
-/** etcd in namespace A on A's veth address; resolves once it serves clients. */
-async function startEtcd(pair, dataDir) {
-  const client = `http://${pair.a.address}:${ETCD_PORTS.client}`;
-  const peer = `http://${pair.a.address}:${ETCD_PORTS.peer}`;
-  const command = pair.exec(pair.a, [
-    ETCD,
-    "--name=bench",
-    `--data-dir=${join(dataDir, "data")}`,
-    `--listen-client-urls=${client}`,
-    `--advertise-client-urls=${client}`,
-    `--listen-peer-urls=${peer}`,
-    `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=bench=${peer}`,
-    "--logger=zap",
-  ]);
-  const etcd = spawn(command[0], command.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
-  let text = "";
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`etcd not ready within 15 s:\n${text.slice(-2000)}`)), 15_000);
-    etcd.stderr.setEncoding("utf8").on("data", (chunk) => {
-      if (text.length < 100_000) text += chunk;
-      if (/serving client traffic|ready to serve client requests/.test(text)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    etcd.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`etcd (${ETCD}) exited with ${code} before it was ready:\n${text.slice(-2000)}`));
-    });
-  });
-  etcd.stderr.resume();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import {
   type RegistryBackend,
   type ServicePool,
 } from "../src/index.js";
-import { startTestEtcd, type TestEtcd } from "./helpers/etcd.js";
+import { startTestEtcd, type TestEtcd } from "./helpers/etcd.mjs";
 import { fixture } from "./helpers/fixtures.js";
 import { reapAll, waitFor } from "./helpers/processes.js";
 

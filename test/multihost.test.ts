@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { curveKeyPair } from "../src/index.js";
-import { startTestEtcd, type TestEtcd } from "./helpers/etcd.js";
+import { startTestEtcd, type TestEtcd } from "./helpers/etcd.mjs";
 import { fixture } from "./helpers/fixtures.js";
 import { createHostPair, killAndWait, namespaceEnv, namespaceSkipReason, type HostPair } from "./helpers/netns.mjs";
 

@@ -3,13 +3,13 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeOpenedRegistries, openRegistry, ParentWorker, pool, supervise, type ServiceEntry, type ServicePool } from "../src/index.js";
-import { startTestEtcd, type TestEtcd } from "./helpers/etcd.js";
+import { startTestEtcd, type TestEtcd } from "./helpers/etcd.mjs";
 import { fixture } from "./helpers/fixtures.js";
 import { descendants, reapAll, waitFor } from "./helpers/processes.js";
 
 /**
  * Python-library services (python/src/multifrost, run by Debian's /usr/bin/python3 with PYTHONPATH
- * at python/src, as in python-library.test.ts) registered in a throwaway etcd (test/helpers/etcd.ts)
+ * at python/src, as in python-library.test.ts) registered in a throwaway etcd (test/helpers/etcd.mjs)
  * are found like TS services: by ParentWorker.connect, by a pool that follows the service (beside
  * a TS instance), and they leave etcd at once on SIGTERM, after their lease's TTL on kill -9.
  */

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -8,31 +8,8 @@ import { join } from "node:path";
 /** Debian's etcd-server (scripts/setup.sh installs it). */
 export const ETCD = process.env.MULTIFROST_ETCD ?? "/usr/bin/etcd";
 
-export interface EtcdOptions {
-  /** The address etcd listens on. Default 127.0.0.1. */
-  host?: string;
-  /** Prepended to the etcd command, e.g. `["ip", "netns", "exec", "ns1"]`. */
-  wrap?: readonly string[];
-}
-
-/** A throwaway single-member etcd: loopback ports, a temporary data dir; `remove()` leaves nothing. */
-export interface TestEtcd {
-  /** `host:port` of the client endpoint. */
-  readonly endpoint: string;
-  /** `etcd://host:port/<prefix>/` with a prefix unique to this etcd. */
-  readonly url: string;
-  /** The running etcd process. */
-  process(): ChildProcess;
-  /** Stops etcd (SIGTERM, waits for the exit); the data dir stays for `start()`. */
-  stop(): Promise<void>;
-  /** Starts etcd again on the same ports and data (leases survive, as in a real restart). */
-  start(): Promise<void>;
-  /** Stops etcd and removes its data dir. */
-  remove(): Promise<void>;
-}
-
 /** A free TCP port on `host` a moment ago. */
-async function freePort(host: string): Promise<number> {
+async function freePort(host) {
   const server = createServer();
   server.listen(0, host);
   await once(server, "listening");
@@ -42,7 +19,11 @@ async function freePort(host: string): Promise<number> {
   return address.port;
 }
 
-export async function startTestEtcd(options: EtcdOptions = {}): Promise<TestEtcd> {
+/**
+ * A throwaway single-member etcd: loopback ports (or fixed ones inside a namespace given by `wrap`),
+ * a temporary data dir; `remove()` leaves nothing. Types: etcd.d.mts.
+ */
+export async function startTestEtcd(options = {}) {
   const host = options.host ?? "127.0.0.1";
   const dataDir = mkdtempSync(join(tmpdir(), "multifrost-etcd-"));
   // In a namespace the ports are free by construction; probing them needs the namespace.
@@ -62,19 +43,19 @@ export async function startTestEtcd(options: EtcdOptions = {}): Promise<TestEtcd
     `--initial-cluster=test=${peerUrl}`,
     "--logger=zap",
   ];
-  let child: ChildProcess | undefined;
+  let child;
 
-  const start = async (): Promise<void> => {
-    const started = spawn(args[0]!, args.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+  const start = async () => {
+    const started = spawn(args[0], args.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     child = started;
     // A test process that dies before remove() (a crash, a vitest timeout) takes its etcd along.
-    const killAtExit = (): void => void started.kill("SIGKILL");
+    const killAtExit = () => void started.kill("SIGKILL");
     process.once("exit", killAtExit);
     started.once("exit", () => process.removeListener("exit", killAtExit));
     let log = "";
-    await new Promise<void>((resolve, reject) => {
+    await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`etcd did not get ready within 15 s:\n${log.slice(-2000)}`)), 15_000);
-      started.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      started.stderr.setEncoding("utf8").on("data", (chunk) => {
         if (log.length < 100_000) log += chunk;
         if (/serving client traffic|ready to serve client requests/.test(log)) {
           clearTimeout(timer);
@@ -86,10 +67,10 @@ export async function startTestEtcd(options: EtcdOptions = {}): Promise<TestEtcd
         reject(new Error(`etcd exited with ${String(code)} before it was ready:\n${log.slice(-2000)}`));
       });
     });
-    started.stderr!.resume();
+    started.stderr.resume();
   };
 
-  const stop = async (): Promise<void> => {
+  const stop = async () => {
     const running = child;
     child = undefined;
     if (running === undefined || running.exitCode !== null || running.signalCode !== null) return;
@@ -104,6 +85,7 @@ export async function startTestEtcd(options: EtcdOptions = {}): Promise<TestEtcd
   const prefix = `t${process.pid}-${Date.now().toString(36)}`;
   return {
     endpoint: `${host}:${clientPort}`,
+    dataDir,
     url: `etcd://${host}:${clientPort}/${prefix}/`,
     process: () => {
       if (child === undefined) throw new Error("etcd is stopped");
