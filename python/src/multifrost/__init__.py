@@ -13,6 +13,7 @@ parents call over the comlink_ipc_v4 wire.
 
 from typing import TYPE_CHECKING, Any
 
+from ._curve import curve_key_pair, load_curve_keys, save_curve_keys
 from ._registry_url import REGISTRY_ENV, RegistryBackend, open_registry, parse_registry_url
 from ._wire import APP_ID, DEFAULT_NAMESPACE, EncodeError
 from .child import CallContext, ChildWorker, current_call
@@ -39,8 +40,11 @@ __all__ = [
     "ServiceAlreadyRunningError",
     "ServiceNotFoundError",
     "current_call",
+    "curve_key_pair",
+    "load_curve_keys",
     "open_registry",
     "parse_registry_url",
+    "save_curve_keys",
     "__version__",
 ]
 

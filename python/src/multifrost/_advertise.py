@@ -3,8 +3,7 @@
 `advertise` if given; else `host` unless it is loopback (then nothing: parents use their own
 loopback); for a wildcard `host` ("0.0.0.0", "*", "::"), this machine's first non-internal IPv4
 address, in the order Node's `os.networkInterfaces()` lists them (interfaces up and running, by
-index). A non-loopback bind needs CURVE or `insecure=True`, as on the TS side; the Python library
-has no CURVE yet, so it needs `insecure=True`.
+index). A non-loopback bind needs CURVE (`curve=`) or `insecure=True`, as on the TS side.
 """
 
 from __future__ import annotations
@@ -35,12 +34,12 @@ def is_advertised_host(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 253 and _HOST.match(value) is not None
 
 
-def check_bind(host: str, insecure: bool) -> None:
-    """Refuses a non-loopback bind without `insecure=True` (the TS side's rule without CURVE)."""
-    if not insecure and _LOOPBACK_BIND.match(host) is None:
+def check_bind(host: str, insecure: bool, curve: bool = False) -> None:
+    """Refuses a non-loopback bind without CURVE unless `insecure=True` (src/actors/curve.ts)."""
+    if not curve and not insecure and _LOOPBACK_BIND.match(host) is None:
         raise ValueError(
-            f"binding {host} (not loopback) without CURVE would let any host call this service; "
-            "the Python library has no CURVE yet: pass insecure=True on a network you trust"
+            f"binding {host} (not loopback) without CURVE would let any host call this service: "
+            "give curve keys (curve=), or insecure=True on a network you trust"
         )
 
 

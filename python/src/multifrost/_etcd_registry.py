@@ -16,7 +16,6 @@ import json
 import math
 import os
 import random
-import re
 import secrets
 import socket
 import threading
@@ -26,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ._advertise import is_advertised_host
+from ._curve import check_z85_key
 from ._etcd_gateway import EtcdGateway, b64, prefix_end, unb64
 from ._etcd_lease import LeasedKey, LeaseEvents
 from ._registry_errors import RegistryError, ServiceNotFoundError
@@ -36,7 +36,6 @@ DEFAULT_LEASE_TTL: Final = 10
 DEFAULT_REQUEST_TIMEOUT: Final = 3.0
 #: How often `discover` looks again while the service is not there.
 DISCOVER_POLL_S: Final = 0.2
-_Z85_KEY: Final = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
 class EtcdRegistry:
@@ -96,8 +95,8 @@ class EtcdRegistry:
             raise ValueError(f"pid must be a positive integer (got {owner!r})")
         if host is not None and not is_advertised_host(host):
             raise ValueError(f"host must be a host name or an IP address (got {host!r})")
-        if public_key is not None and not _Z85_KEY.match(public_key):
-            raise ValueError("public_key must be a 40-character Z85 CURVE public key")
+        if public_key is not None:
+            check_z85_key(public_key, "public_key")
         instance = secrets.token_hex(8)
         entry: dict[str, Any] = {
             "host": host if host is not None else "127.0.0.1",

@@ -2,7 +2,8 @@
 receives and validates frames, answers heartbeats at once (a busy worker is not a dead one:
 handlers never run here), hands calls, `cancel`s and `credit`s to the Dispatcher, and sends
 every reply, chunk and output line the Outbox brings it, never blocking on a slow peer (a send
-that would block waits for POLLOUT). It also watches the parent in spawn mode.
+that would block waits for POLLOUT). It also watches the parent in spawn mode, and answers
+a CURVE service's ZAP requests (_zap.py) on the same poll.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ._advertise import advertised_address
 from ._dispatch import Dispatcher
 from ._outbox import Outbox
 from ._registry_url import RegistryBackend, open_registry
+from ._zap import ZapHandler
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -47,6 +49,7 @@ class IOThread:
         self.context: zmq.Context[Any] | None = None
         self.sock: zmq.Socket[Any] | None = None
         self.monitor: zmq.Socket[Any] | None = None
+        self.zap: ZapHandler | None = None
         self.registry: RegistryBackend | None = None
         # Owned by the I/O thread once it runs.
         self._local: collections.deque[Outgoing] = collections.deque()
@@ -62,7 +65,8 @@ class IOThread:
 
     def open(self, endpoint: str | None, service_id: str | None) -> None:
         """Spawn mode: connects to the parent's endpoint. Connect mode: binds a port the OS picks
-        and registers it under `service_id` (`self.registry` is then set)."""
+        (a CURVE server with `curve`, its ZAP handler bound first) and registers it under
+        `service_id` (`self.registry` is then set)."""
         context: zmq.Context[Any] = zmq.Context()
         sock = context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -75,15 +79,21 @@ class IOThread:
                 sock.connect(endpoint)
             else:
                 assert service_id is not None
+                curve = self.settings.curve
+                if curve is not None:
+                    self.zap = ZapHandler(context, curve, self.counters)
+                    ZapHandler.secure(sock, curve)
                 sock.bind(f"tcp://{self.settings.host}:0")
                 bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
                 port = int(bound.rsplit(":", 1)[1])
                 registry = open_registry(self.settings.registry)
                 published = advertised_address(self.settings.host, self.settings.advertise)
-                if published is None:  # a loopback service: parents use their own loopback
-                    registry.register(service_id, port)
-                else:
-                    registry.register(service_id, port, host=published)
+                extras: dict[str, str] = {}  # only what there is: a registry of your own may not take them
+                if published is not None:  # else a loopback service: parents use their own loopback
+                    extras["host"] = published
+                if curve is not None:
+                    extras["public_key"] = curve.public_key
+                registry.register(service_id, port, **extras)
                 self.registry = registry
         except BaseException:
             self.close(linger=0)
@@ -105,6 +115,9 @@ class IOThread:
         if self.sock is not None:
             self.sock.close(linger=linger)
             self.sock = None
+        if self.zap is not None:
+            self.zap.close()
+            self.zap = None
         if self.context is not None:
             self.context.term()
             self.context = None
@@ -119,12 +132,16 @@ class IOThread:
         poller.register(self.outbox.wake_r, zmq.POLLIN)
         if self.monitor is not None:
             poller.register(self.monitor, zmq.POLLIN)
+        if self.zap is not None:
+            poller.register(self.zap.sock, zmq.POLLIN)
         want_out = False
         try:
             while True:
                 events = dict(poller.poll(IO_TICK_MS))
                 if self.outbox.wake_r in events:
                     self.outbox.drain_wake()
+                if self.zap is not None and self.zap.sock in events:
+                    self.zap.answer_pending()
                 if events.get(sock, 0) & zmq.POLLIN:
                     self._receive_batch(sock)
                 blocked = self._flush(sock)

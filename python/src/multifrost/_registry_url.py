@@ -26,10 +26,13 @@ class RegistryBackend(Protocol):
     """What connect mode needs of a registry (FileRegistry, EtcdRegistry, or your own).
 
     `host` is passed only by a service that publishes an address (`advertise`, a non-loopback
-    `host`); a registry of your own that never sees one may leave it out.
+    `host`), `public_key` only by a CURVE service (`curve=`, Z85, published as `publicKey`); a
+    registry of your own that never sees them may leave them out.
     """
 
-    def register(self, service_id: str, port: int, pid: int | None = None, *, host: str | None = None) -> dict[str, Any]: ...
+    def register(
+        self, service_id: str, port: int, pid: int | None = None, *, host: str | None = None, public_key: str | None = None
+    ) -> dict[str, Any]: ...
 
     def unregister(self, service_id: str, pid: int | None = None) -> bool: ...
 

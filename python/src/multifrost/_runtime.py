@@ -60,6 +60,7 @@ class Runtime:
             "calls_cancelled": 0,
             "calls_cancelled_queued": 0,
             "chunks_sent": 0,
+            "curve_refused": 0,
         }
         self.outbox = Outbox()
         self.dispatcher = Dispatcher(worker, base, settings, self.outbox)

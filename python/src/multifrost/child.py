@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from . import _wire as wire
 from ._advertise import advertised_address, check_bind
 from ._callables import callable_table
 from ._context import CallContext, current_call, current_call_var
+from ._curve import ServiceCurve, resolve_service_curve
 from ._registry_url import RegistryBackend, open_registry
 from ._runtime import Runtime
 from .registry import FileRegistry
@@ -38,6 +40,8 @@ class _Settings:
     host: str = "127.0.0.1"
     #: The `advertise` option; what is published is decided when connect mode binds (_advertise.py).
     advertise: str | None = None
+    #: Connect mode's CURVE settings, checked (None: plain ZeroMQ); spawn mode never uses them.
+    curve: ServiceCurve | None = None
     max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE
 
 
@@ -45,9 +49,9 @@ class ChildWorker:
     """Subclass it, add methods, call `run()`.
 
     Spawn mode (the parent set `COMLINK_ZMQ_PORT`): connects to the parent. Connect mode
-    (`ChildWorker("service-id")`): binds `host` (default 127.0.0.1) on a port the OS picks and
-    registers it — in `registry`, else `$MULTIFROST_REGISTRY` (`file:///dir`, `etcd://…`), else
-    the file registry.
+    (`ChildWorker("service-id")`): binds `host` (default 127.0.0.1) on a port the OS picks, over
+    CURVE with `curve=`, and registers it — in `registry`, else `$MULTIFROST_REGISTRY`
+    (`file:///dir`, `etcd://…`), else the file registry.
     Only the methods your subclasses define are callable — never `_private` ones nor anything
     ChildWorker defines (`run`, `stop`, `list_functions`, ...). Methods may be `def` (run in a
     thread pool) or `async def` (run on the worker's asyncio loop); heartbeats are answered
@@ -74,6 +78,7 @@ class ChildWorker:
         registry_dir: str | None = None,
         host: str = "127.0.0.1",
         advertise: str | None = None,
+        curve: Mapping[str, Any] | str | None = None,
         insecure: bool = False,
         max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
@@ -90,17 +95,24 @@ class ChildWorker:
             `etcd://host:port[,host:port…][/prefix][?ttl=10&timeout=3000]`); default
             $MULTIFROST_REGISTRY, else the file registry ($MULTIFROST_REGISTRY_DIR or ~/.multifrost).
         registry_dir: shorthand for registry=FileRegistry(registry_dir).
-        host: connect mode's interface to bind; not loopback needs insecure=True (no CURVE in Python yet).
+        host: connect mode's interface to bind; not loopback needs `curve` or insecure=True.
         advertise: the address parents on other machines reach this service at, published in its
             registry entry; default `host`, or for a wildcard host ("0.0.0.0", "*") this machine's
             first non-loopback IPv4 address. A loopback service publishes none.
+        curve: connect mode: serve over CURVE. A key pair `{"public_key", "secret_key",
+            "authorized_keys"?}` (Z85 strings; the TS names publicKey/secretKey/authorizedKeys work
+            too; without authorized_keys any CURVE client is admitted), or the name of a key pair in
+            the keys directory ($MULTIFROST_KEYS_DIR or ~/.multifrost/keys: <name>.pub, <name>.key,
+            and authorized_keys if present). The public key is published in the registry entry
+            (`publicKey`). ValueError for a bad key, a pair that does not match, a missing file.
         insecure: allow a non-loopback `host` without encryption or authentication.
         """
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1 (got {max_concurrency})")
         if max_queued_calls < 0:
             raise ValueError(f"max_queued_calls must be >= 0 (got {max_queued_calls})")
-        check_bind(host, insecure)
+        resolved_curve = None if curve is None else resolve_service_curve(curve)
+        check_bind(host, insecure, curve=resolved_curve is not None)
         if service_id is not None:
             advertised_address(host, advertise)  # a bad advertise (or nothing to publish) fails here, as in TS
         if isinstance(registry, str):
@@ -120,6 +132,7 @@ class ChildWorker:
             registry=registry,
             host=host,
             advertise=advertise,
+            curve=resolved_curve,
             max_message_size=max_message_size,
         )
 

@@ -1,7 +1,8 @@
 """The v4 file registry (`services.json`), shared with the TypeScript side and with JS/Python v4.
 
 Same file, format, locks and rules as src/registry/*.ts: `{"<id>": {"port", "pid", "started",
-"pidStart"[, "advertise"]}}` (`advertise`: a service's non-loopback address) in `$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write
+"pidStart"[, "publicKey"][, "advertise"]}}` (`publicKey`: a CURVE service's key; `advertise`: a
+service's non-loopback address) in `$MULTIFROST_REGISTRY_DIR` or `~/.multifrost`; every update is a read-modify-write
 under JS v4's lock directory (`services.json.lock`, proper-lockfile's) and Python v4's
 `services.lock` (created exclusively with the owner's pid inside), always taken in that order; the
 file is replaced atomically (temp file, fsync, rename). Reads take no lock.
@@ -28,6 +29,7 @@ import time
 from typing import Any, Callable, Final, TypeVar
 
 from ._advertise import is_advertised_host
+from ._curve import check_z85_key
 from ._liveness import is_owner_alive, is_process_alive, process_start_time
 from ._registry_errors import RegistryError, ServiceAlreadyRunningError, ServiceNotFoundError
 from ._registry_locks import JS_LOCK_STALE_S, UNREADABLE_PYTHON_LOCK_STALE_S, JsLock, acquire_python_lock, process_lock
@@ -193,10 +195,12 @@ class FileRegistry:
 
     # -- public -------------------------------------------------------------------------------
 
-    def register(self, service_id: str, port: int, pid: int | None = None, *, host: str | None = None) -> dict[str, Any]:
+    def register(
+        self, service_id: str, port: int, pid: int | None = None, *, host: str | None = None, public_key: str | None = None
+    ) -> dict[str, Any]:
         """Records service_id -> port owned by pid (default: this process); `host` (a service's
         non-loopback address) is stored as `advertise`, as the TS FileRegistry does, and read
-        back as the entry's `host`.
+        back as the entry's `host`; `public_key` (a CURVE service's, Z85) as `publicKey`.
 
         Replaces an entry whose owner is dead or is pid itself; raises ServiceAlreadyRunningError
         if another live process owns it.
@@ -209,6 +213,8 @@ class FileRegistry:
             raise ValueError(f"pid must be a positive integer (got {owner!r})")
         if host is not None and not is_advertised_host(host):
             raise ValueError(f"host must be a host name or an IP address (got {host!r})")
+        if public_key is not None:
+            check_z85_key(public_key, "public_key")
 
         def change(document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             existing = to_entry(document.get(service_id))
@@ -218,6 +224,8 @@ class FileRegistry:
             pid_start = process_start_time(owner)
             if pid_start is not None:
                 entry["pidStart"] = pid_start
+            if public_key is not None:
+                entry["publicKey"] = public_key
             document[service_id] = dict(entry) if host is None else {**entry, "advertise": host}
             return (entry if host is None else {**entry, "host": host}), True
 
