@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ChildWorker, curveKeyPair, InvalidArgumentError, loadCurveKeys, saveCurveKeys, WorkerStartError } from "../src/index.js";
+import { ChildWorker, curveKeyPair, InvalidArgumentError, loadAuthorizedKeys, loadCurveKeys, saveCurveKeys, WorkerStartError } from "../src/index.js";
 import { fixture, rejectionOf } from "./helpers/fixtures.js";
 import { serviceHarness } from "./helpers/services.js";
 
@@ -92,6 +92,37 @@ describe("CURVE for connect mode", () => {
     const worker = await harness.connect("filed", 5000, { curve: { ...loadCurveKeys("alice", dir) } });
     await worker.start();
     expect(await worker.call.add(20, 22)).toBe(42);
+  });
+
+  it("authorized_keys: a key with '#' in it is a key, not a comment; a stranger stays out; a bad line is an error, never 'anyone'", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mf-keys-"));
+    dirs.push(dir);
+    let hashed = curveKeyPair();
+    while (!hashed.publicKey.slice(1).includes("#")) hashed = curveKeyPair(); // '#' is a Z85 character
+    saveCurveKeys("svc", server, dir);
+    writeFileSync(join(dir, "authorized_keys"), `# clients\n${hashed.publicKey}   # bob's laptop\n\n`);
+    expect(loadAuthorizedKeys(dir)).toEqual([hashed.publicKey]);
+    await harness.startService("hashed", process.execPath, [SERVICE], { MF_SERVICE_ID: "hashed", MF_CURVE_NAME: "svc", MULTIFROST_KEYS_DIR: dir });
+    const bob = await harness.connect("hashed", 5000, { curve: hashed });
+    await bob.start();
+    expect(await bob.call.add(2, 2)).toBe(4);
+    const stranger = await harness.connect("hashed", 5000, { curve: mallory, startupTimeoutMs: 5000 });
+    expect(await rejectionOf(stranger.start())).toBeInstanceOf(WorkerStartError);
+
+    writeFileSync(join(dir, "authorized_keys"), `${alice.publicKey}\nnot-a-key\n`);
+    expect(() => loadAuthorizedKeys(dir)).toThrow(/authorized_keys line 2/);
+    class Service extends ChildWorker {}
+    const keysDirBefore = process.env["MULTIFROST_KEYS_DIR"];
+    process.env["MULTIFROST_KEYS_DIR"] = dir;
+    try {
+      expect(() => new Service({ serviceId: "typo", curve: "svc" })).toThrow(/authorized_keys line 2/);
+    } finally {
+      if (keysDirBefore === undefined) delete process.env["MULTIFROST_KEYS_DIR"];
+      else process.env["MULTIFROST_KEYS_DIR"] = keysDirBefore;
+    }
+    const empty = mkdtempSync(join(tmpdir(), "mf-nokeys-"));
+    dirs.push(empty);
+    expect(loadAuthorizedKeys(empty)).toBeUndefined();
   });
 
   it("a non-loopback bind without CURVE is refused unless insecure: true", () => {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import * as zmq from "zeromq";
@@ -63,14 +63,24 @@ export function loadCurveKeys(name: string, dir?: string): CurveKeyPair {
   };
 }
 
-/** The Z85 public keys in `<keys dir>/authorized_keys`: one a line, `#` starts a comment. */
-export function loadAuthorizedKeys(dir?: string): string[] {
+/**
+ * The Z85 public keys in `<keys dir>/authorized_keys`, one a line; undefined when there is no such
+ * file (then any CURVE client is admitted). A comment is a line starting with `#`, or what follows
+ * whitespace after the key: `#` is one of Z85's characters, so it may be inside a key. A line that
+ * is not a key fails the whole file (InvalidArgumentError): a typo must never widen who gets in.
+ */
+export function loadAuthorizedKeys(dir?: string): string[] | undefined {
   const file = join(keysDir(dir), "authorized_keys");
-  return readKeyFile(file)
+  if (!existsSync(file)) return undefined;
+  const keys: string[] = [];
+  readKeyFile(file)
     .split("\n")
-    .map((line) => line.replace(/#.*/, "").trim())
-    .filter((line) => line !== "")
-    .map((key, i) => checkZ85Key(key, `${file} line ${i + 1}`));
+    .forEach((raw, i) => {
+      const line = raw.trim();
+      if (line === "" || line.startsWith("#")) return;
+      keys.push(checkZ85Key(line.split(/\s/, 1)[0]!, `${file} line ${i + 1}`));
+    });
+  return keys;
 }
 
 /**
@@ -150,13 +160,8 @@ export function resolveServiceCurve(
   }
   if (typeof option === "string") {
     const pair = loadCurveKeys(option, dir);
-    let authorizedKeys: string[] | undefined;
-    try {
-      authorizedKeys = loadAuthorizedKeys(dir);
-    } catch {
-      authorizedKeys = undefined; // no authorized_keys file: any CURVE client
-    }
-    return { ...pair, authorizedKeys };
+    // No authorized_keys file: any CURVE client. One that cannot be read or parsed: an error, never "anyone".
+    return { ...pair, authorizedKeys: loadAuthorizedKeys(dir) };
   }
   checkZ85Key(option.publicKey, "curve.publicKey");
   checkZ85Key(option.secretKey, "curve.secretKey");
