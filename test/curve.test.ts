@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -88,6 +88,9 @@ describe("CURVE for connect mode", () => {
     writeFileSync(join(dir, "authorized_keys"), `# clients\n${alice.publicKey}\n`);
     expect(statSync(join(dir, "svc.key")).mode & 0o777).toBe(0o600);
     expect(loadCurveKeys("alice", dir)).toEqual(alice);
+    chmodSync(join(dir, "alice.key"), 0o644);
+    expect(() => loadCurveKeys("alice", dir)).toThrow(/alice\.key is accessible to group or others \(mode 0644\): chmod 600 it/);
+    chmodSync(join(dir, "alice.key"), 0o600);
     await harness.startService("filed", process.execPath, [SERVICE], { MF_SERVICE_ID: "filed", MF_CURVE_NAME: "svc", MULTIFROST_KEYS_DIR: dir });
     const worker = await harness.connect("filed", 5000, { curve: { ...loadCurveKeys("alice", dir) } });
     await worker.start();

@@ -103,6 +103,13 @@ def test_key_files_are_written_as_multifrost_keygen_writes_them(keys):
     assert load_curve_keys("svc") == SERVER
 
 
+def test_a_secret_key_others_can_read_is_refused(keys):
+    save_curve_keys("svc", SERVER)
+    (keys / "svc.key").chmod(0o644)
+    with pytest.raises(ValueError, match=r"svc\.key is accessible to group or others \(mode 0644\): chmod 600 it"):
+        load_curve_keys("svc")
+
+
 def test_a_service_names_its_key_pair_and_reads_authorized_keys_there(keys):
     save_curve_keys("svc", SERVER)
     assert Svc("svc", curve="svc")._mf_settings.curve.authorized_keys is None  # no file: any CURVE client

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import * as zmq from "zeromq";
@@ -59,8 +59,22 @@ export function loadCurveKeys(name: string, dir?: string): CurveKeyPair {
   const folder = keysDir(dir);
   return {
     publicKey: checkZ85Key(readKeyFile(join(folder, `${name}.pub`)), `${name}.pub`),
-    secretKey: checkZ85Key(readKeyFile(join(folder, `${name}.key`)), `${name}.key`),
+    secretKey: checkZ85Key(readSecretKeyFile(join(folder, `${name}.key`)), `${name}.key`),
   };
+}
+
+/** A secret key others can read is no secret (as ssh refuses such a key): refused, with the fix. */
+function readSecretKeyFile(file: string): string {
+  let mode: number | undefined;
+  try {
+    mode = statSync(file).mode;
+  } catch {
+    // readKeyFile says why it cannot be read
+  }
+  if (mode !== undefined && (mode & 0o077) !== 0 && process.platform !== "win32") {
+    throw new InvalidArgumentError(`CURVE secret key file ${file} is accessible to group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")}): chmod 600 it`);
+  }
+  return readKeyFile(file);
 }
 
 /**

@@ -111,8 +111,19 @@ def load_curve_keys(name: str, dir: str | os.PathLike[str] | None = None) -> dic
     public_file, secret_file = (os.path.join(keys_dir(dir), f"{name}{ending}") for ending in (".pub", ".key"))
     return {
         "public_key": check_z85_key(_read_key_file(public_file), public_file),
-        "secret_key": check_z85_key(_read_key_file(secret_file), secret_file),
+        "secret_key": check_z85_key(_read_secret_key_file(secret_file), secret_file),
     }
+
+
+def _read_secret_key_file(path: str) -> str:
+    """A secret key others can read is no secret (as ssh refuses such a key)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # _read_key_file says why it cannot be read
+    if mode is not None and mode & 0o077 and os.name == "posix":
+        raise ValueError(f"CURVE secret key file {path} is accessible to group or others (mode {mode & 0o777:04o}): chmod 600 it")
+    return _read_key_file(path)
 
 
 def load_authorized_keys(dir: str | os.PathLike[str] | None = None) -> list[str] | None:
