@@ -1,9 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 
 import { Etcd3 } from "etcd3";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   InvalidArgumentError,
   openRegistry,
@@ -17,9 +14,8 @@ import {
   type RegistryBackend,
   type ServicePool,
 } from "../src/index.js";
-import { startTestEtcd, type TestEtcd } from "./helpers/etcd.mjs";
-import { fixture } from "./helpers/fixtures.js";
-import { reapAll, waitFor } from "./helpers/processes.js";
+import { etcdHarness } from "./helpers/etcd-services.js";
+import { waitFor } from "./helpers/processes.js";
 
 /**
  * The etcd registry against a real etcd (Debian's etcd-server on loopback ports, a temporary data
@@ -27,66 +23,10 @@ import { reapAll, waitFor } from "./helpers/processes.js";
  * processes. Each test has its own key prefix.
  */
 
-let etcd: TestEtcd;
-let serial = 0;
-/** A registry URL with a prefix of its own and a 2 s lease (so a killed service goes quickly). */
-let url = "";
-const processes: ChildProcess[] = [];
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  etcd = await startTestEtcd();
-}, 30_000);
-
-afterAll(async () => {
-  await etcd?.remove();
-});
-
-function nextUrl(): string {
-  url = `etcd://${etcd.endpoint}/test-${process.pid}-${++serial}/?ttl=2`;
-  return url;
-}
-
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
-  await reapAll(processes);
-  if (etcd.process().exitCode !== null) await etcd.start();
-});
-
-function registry(): RegistryBackend {
-  return openRegistry(nextUrl());
-}
-
-/** A service process registered in the test's etcd registry; resolves once its entry is there. */
-async function startService(serviceId: string, env: Record<string, string> = {}): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [fixture("supervised-worker.mjs")], {
-    env: { ...process.env, MULTIFROST_REGISTRY: url, MF_SERVICE_ID: serviceId, ...env },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  processes.push(child);
-  const reg = openRegistry(url);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const mine = (await reg.instances!(serviceId)).find((entry) => entry.pid === child.pid);
-    if (mine !== undefined) return child;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`service ${serviceId} did not register`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-const CLI = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
-
-/** Runs the built `multifrost` command to its end. */
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  processes.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const [code] = (await once(child, "close")) as [number | null];
-  return { code, stdout, stderr };
-}
+const harness = etcdHarness();
+const { processes, stops, startService, cli } = harness;
+const registry = (): RegistryBackend => harness.registry();
+const nextUrl = (): string => harness.nextUrl();
 
 describe("registry URLs", () => {
   it("parses file:// and etcd:// URLs, and refuses anything else with a typed error", () => {
@@ -101,8 +41,11 @@ describe("registry URLs", () => {
     expect(() => parseRegistryUrl("etcd://h:1?tll=3")).toThrow(/unknown parameter 'tll'/);
   });
 
-  it("a bad etcd option fails the first request with InvalidArgumentError", async () => {
-    await expect(openRegistry("etcd://h:1?ttl=1").lookup("x")).rejects.toThrow(/leaseTtlSeconds must be an integer >= 2/);
+  it("a bad etcd option, prefix or endpoint is refused when the URL is read", () => {
+    expect(() => openRegistry("etcd://h:1?ttl=1")).toThrow(/leaseTtlSeconds must be an integer from 2 to 86400/);
+    expect(() => parseRegistryUrl("etcd://h:1?timeout=abc")).toThrow(/requestTimeoutMs must be a positive number/);
+    expect(() => parseRegistryUrl("etcd://h:1/%E0/")).toThrow(/not valid percent-encoding/);
+    expect(() => parseRegistryUrl("etcd://h/")).toThrow(/an etcd endpoint must be host:port/);
   });
 });
 
@@ -126,7 +69,7 @@ describe("the etcd backend", () => {
   });
 
   it("opens from options too ({ etcd: … }, for TLS and auth a URL cannot carry)", async () => {
-    const reg = openRegistry({ etcd: { endpoints: [etcd.endpoint], prefix: `opts-${process.pid}/`, leaseTtlSeconds: 3 } });
+    const reg = openRegistry({ etcd: { endpoints: [harness.etcd.endpoint], prefix: `opts-${process.pid}/`, leaseTtlSeconds: 3 } });
     try {
       await reg.register("optioned", 4200);
       expect(await reg.lookup("optioned")).toMatchObject({ port: 4200 });
@@ -138,8 +81,8 @@ describe("the etcd backend", () => {
 
   it("skips another machine's loopback instances for connecting, and still lists them", async () => {
     const reg = registry();
-    const prefix = url.slice(`etcd://${etcd.endpoint}/`.length, url.indexOf("?"));
-    const client = new Etcd3({ hosts: `http://${etcd.endpoint}` });
+    const prefix = harness.url.slice(`etcd://${harness.etcd.endpoint}/`.length, harness.url.indexOf("?"));
+    const client = new Etcd3({ hosts: `http://${harness.etcd.endpoint}` });
     try {
       const elsewhere = { host: "127.0.0.1", port: 4300, pid: 77, started: new Date().toISOString(), hostname: "some-other-machine" };
       await client.put(`${prefix}services/mixed/aaaaaaaaaaaaaaaa`).value(JSON.stringify(elsewhere));
@@ -196,7 +139,7 @@ describe("v4's ServiceRegistry on etcd", () => {
   it("register / discover / unregister work unchanged with $MULTIFROST_REGISTRY naming an etcd", async () => {
     const reg = registry();
     const before = process.env["MULTIFROST_REGISTRY"];
-    process.env["MULTIFROST_REGISTRY"] = url;
+    process.env["MULTIFROST_REGISTRY"] = harness.url;
     try {
       const port = await ServiceRegistry.register("v4-style");
       expect(await ServiceRegistry.discover("v4-style", 1000)).toBe(port);
@@ -215,7 +158,7 @@ describe("connect mode on etcd", () => {
   it("ChildWorker(serviceId) registers in $MULTIFROST_REGISTRY; ParentWorker.connect finds it and calls it", async () => {
     nextUrl();
     const service = await startService("svc");
-    const worker = await ParentWorker.connect("svc", 5000, { registry: url });
+    const worker = await ParentWorker.connect("svc", 5000, { registry: harness.url });
     stops.push(() => worker.stop());
     await worker.start();
     expect(await worker.call.add(2, 3)).toBe(5);
@@ -225,7 +168,7 @@ describe("connect mode on etcd", () => {
   it("a parent treats a service whose lease expired as down without waiting for heartbeats, and reconnects to the next instance", async () => {
     nextUrl();
     const first = await startService("svc");
-    const worker = await ParentWorker.connect("svc", 5000, { registry: url, heartbeatInterval: 60_000 });
+    const worker = await ParentWorker.connect("svc", 5000, { registry: harness.url, heartbeatInterval: 60_000 });
     stops.push(() => worker.stop());
     await worker.start();
     expect(await worker.call.pid()).toBe(first.pid);
@@ -244,7 +187,7 @@ describe("a pool that follows the registry", () => {
     nextUrl();
     const a = await startService("math");
     const b = await startService("math");
-    const tree = supervise({ id: "root", children: [pool({ id: "math", service: "math", select: "least-busy", idempotent: true })] }, { registry: url });
+    const tree = supervise({ id: "root", children: [pool({ id: "math", service: "math", select: "least-busy", idempotent: true })] }, { registry: harness.url });
     stops.push(() => tree.stop());
     await tree.start();
     const members = tree.pool("math") as ServicePool;
@@ -286,7 +229,7 @@ describe("a pool that follows the registry", () => {
     await reg.register("math", 1, 999_999); // nobody listens on port 1
     const tree = supervise(
       { id: "root", children: [pool({ id: "math", service: "math", idempotent: true, startupTimeoutMs: 1000 })] },
-      { registry: url },
+      { registry: harness.url },
     );
     stops.push(() => tree.stop());
     await tree.start();
@@ -304,15 +247,15 @@ describe("the CLI on etcd", () => {
     nextUrl();
     const a = await startService("svc");
     const b = await startService("svc");
-    const table = await cli(["services", "--registry", url]);
+    const table = await cli(["services", "--registry", harness.url]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^ID\s+HOST\s+PORT\s+PID\s+MACHINE\s+AGE\s+CURVE\s+INSTANCE$/m);
     for (const pid of [a.pid, b.pid]) expect(table.stdout).toMatch(new RegExp(`^svc\\s+127\\.0\\.0\\.1\\s+\\d+\\s+${pid}\\s+\\S+\\s+\\S+\\s+[0-9a-f]{16}$`, "m"));
-    const json = JSON.parse((await cli(["services", "--json"], { MULTIFROST_REGISTRY: url })).stdout) as { registry: string; services: { id: string; pid: number; instance: string; host: string }[] };
+    const json = JSON.parse((await cli(["services", "--json"], { MULTIFROST_REGISTRY: harness.url })).stdout) as { registry: string; services: { id: string; pid: number; instance: string; host: string }[] };
     expect(json.registry).toMatch(/^etcd:\/\//);
     expect(json.services.map((row) => row.pid).sort()).toEqual([a.pid, b.pid].sort());
     expect(json.services.every((row) => row.id === "svc" && row.host === "127.0.0.1" && /^[0-9a-f]{16}$/.test(row.instance))).toBe(true);
-    const called = await cli(["call", "svc", "add", "2", "3"], { MULTIFROST_REGISTRY: url });
+    const called = await cli(["call", "svc", "add", "2", "3"], { MULTIFROST_REGISTRY: harness.url });
     expect(called).toEqual({ code: 0, stdout: "5\n", stderr: "" });
     expect((await cli(["services", "--registry", "redis://x"])).code).toBe(2);
   });
@@ -322,10 +265,10 @@ describe("an etcd outage", () => {
   it("running connections keep working while etcd is down; the registration is there again after it returns", async () => {
     const reg = registry();
     const service = await startService("steady");
-    const worker = await ParentWorker.connect("steady", 5000, { registry: url });
+    const worker = await ParentWorker.connect("steady", 5000, { registry: harness.url });
     stops.push(() => worker.stop());
     await worker.start();
-    await etcd.stop();
+    await harness.etcd.stop();
     const until = Date.now() + 5000;
     let calls = 0;
     while (Date.now() < until) {
@@ -334,7 +277,7 @@ describe("an etcd outage", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(worker.state).toBe("connected");
-    await etcd.start();
+    await harness.etcd.start();
     const deadline = Date.now() + 10_000;
     let back = false;
     while (!back && Date.now() < deadline) {
@@ -343,15 +286,9 @@ describe("an etcd outage", () => {
     }
     expect(back).toBe(true);
     expect(await worker.call.add(1, 1)).toBe(2);
-    const fresh = await ParentWorker.connect("steady", 5000, { registry: url });
+    const fresh = await ParentWorker.connect("steady", 5000, { registry: harness.url });
     stops.push(() => fresh.stop());
     await fresh.start();
     expect(await fresh.call.pid()).toBe(service.pid);
   }, 40_000);
 });
-
-afterAll(async () => {
-  const { closeOpenedRegistries } = await import("../src/index.js");
-  await closeOpenedRegistries();
-});
-

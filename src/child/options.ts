@@ -196,7 +196,9 @@ function advertisedAddress(host: string, advertise: string | undefined): string 
     if (WILDCARD.has(advertise)) throw new InvalidArgumentError(`advertise must be an address parents can reach, not the wildcard ${advertise}`);
     return advertise;
   }
-  if (LOOPBACK.test(host)) return undefined;
+  // The default loopback address is what parents use when an entry names none; another one is published.
+  if (host === "127.0.0.1" || host === "localhost") return undefined;
+  if (LOOPBACK.test(host)) return host;
   if (!WILDCARD.has(host)) return host;
   // Every interface: publish one parents elsewhere can reach; with none, parents on this machine use loopback.
   return Object.values(networkInterfaces())

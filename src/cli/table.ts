@@ -9,6 +9,8 @@ export function formatTable(
   rows: readonly (readonly string[])[],
   style?: (text: string, column: number, row: readonly string[]) => string,
 ): string[] {
+  // Cells may hold what others wrote (registry entries): control characters are shown, never obeyed.
+  rows = rows.map((row) => row.map(printable));
   const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? "").length)));
   const line = (cells: readonly string[], styled: boolean): string =>
     cells
@@ -19,6 +21,11 @@ export function formatTable(
       .join("  ")
       .trimEnd();
   return [line(headers, false), ...rows.map((row) => line(row, true))];
+}
+
+/** Control characters (escape sequences, newlines) as visible `\u001b`-style escapes. */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 /** "850ms", "12s", "4m 05s", "3h 20m", "2d 4h". */

@@ -1,8 +1,10 @@
-import { Etcd3 } from "etcd3";
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } from "cockatiel";
+import { Etcd3, isRecoverableError } from "etcd3";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { errorSummary, InvalidArgumentError, RegistryError, ServiceNotFoundError } from "../errors.js";
 import { LeasedKey, type LeaseEvents } from "./etcd-lease.js";
+import { checkEtcdOptions, type EtcdRegistryOptions } from "./etcd-options.js";
 import { EtcdWatches } from "./etcd-watch.js";
 import {
   assertAdvertisedHost,
@@ -18,27 +20,7 @@ import {
   type ServiceEntry,
 } from "./registry.js";
 
-export interface EtcdRegistryOptions {
-  /** etcd client endpoints: `host:port` or `http://host:port`. */
-  readonly endpoints: readonly string[];
-  /** Every key this registry writes or reads starts with it. Default `"multifrost/"`. */
-  readonly prefix?: string;
-  /**
-   * A registration's lease time to live, in seconds: how long a crashed service (or a host cut
-   * off from etcd) stays discoverable. Kept alive every third of it while the service runs. Default 10.
-   */
-  readonly leaseTtlSeconds?: number;
-  /** The longest wait for one etcd request before it fails with RegistryError. Default 3000 ms. */
-  readonly requestTimeoutMs?: number;
-  /** Lease losses and renewals of this process's registrations. Default: one line each on stderr. */
-  readonly events?: LeaseEvents;
-  /** TLS to etcd (endpoints then start with https://): PEM buffers, as etcd3 takes them. */
-  readonly credentials?: { readonly rootCertificate: Buffer; readonly privateKey?: Buffer; readonly certChain?: Buffer };
-  /** etcd's password authentication (role-based access: who may register under the prefix). */
-  readonly auth?: { readonly username: string; readonly password: string };
-}
-
-export const ETCD_DEFAULTS = { prefix: "multifrost/", leaseTtlSeconds: 10, requestTimeoutMs: 3000 } as const;
+export type { EtcdRegistryOptions } from "./etcd-options.js";
 
 /** A registration that silently vanished from discovery would be a mystery: say so. */
 const STDERR_LEASE_EVENTS: LeaseEvents = {
@@ -66,25 +48,29 @@ export class EtcdRegistry implements RegistryBackend {
   readonly #watches: EtcdWatches;
 
   constructor(options: EtcdRegistryOptions) {
-    const endpoints = options.endpoints.map(normalizeEndpoint);
-    if (endpoints.length === 0) throw new InvalidArgumentError("an etcd registry needs at least one endpoint");
-    this.#prefix = options.prefix ?? ETCD_DEFAULTS.prefix;
-    this.#ttlSeconds = options.leaseTtlSeconds ?? ETCD_DEFAULTS.leaseTtlSeconds;
-    if (!Number.isInteger(this.#ttlSeconds) || this.#ttlSeconds < 2) {
-      throw new InvalidArgumentError(`leaseTtlSeconds must be an integer >= 2 (got ${String(options.leaseTtlSeconds)})`);
-    }
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? ETCD_DEFAULTS.requestTimeoutMs;
-    if (!(this.#requestTimeoutMs > 0) || !Number.isFinite(this.#requestTimeoutMs)) {
-      throw new InvalidArgumentError(`requestTimeoutMs must be a positive number of ms (got ${String(options.requestTimeoutMs)})`);
-    }
+    const checked = checkEtcdOptions(options);
+    const endpoints = checked.endpoints;
+    this.#prefix = checked.prefix;
+    this.#ttlSeconds = checked.leaseTtlSeconds;
+    this.#requestTimeoutMs = checked.requestTimeoutMs;
     this.#events = options.events ?? STDERR_LEASE_EVENTS;
     this.location = `etcd://${endpoints.map((e) => e.replace(/^https?:\/\//, "")).join(",")}/${this.#prefix}`;
-    const timeout = this.#requestTimeoutMs;
+    // One request tries each endpoint at most once, all within requestTimeoutMs: with one
+    // endpoint no retry (etcd3's default retries 3 times, tripling the bound) and no breaker
+    // (which would keep failing for 5 s after etcd returns); with several, a failing endpoint is
+    // skipped for a second and the request moves on to the next.
+    const attempts = endpoints.length;
+    const perAttemptMs = Math.max(1, Math.floor(this.#requestTimeoutMs / attempts));
     this.#client = new Etcd3({
       hosts: endpoints,
-      dialTimeout: timeout,
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
-      faultHandling: { watchBackoff: retryBackoff(WATCH_RETRY_MS.first) },
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + perAttemptMs }),
+      // A stalled endpoint (SIGSTOPped, partitioned) would otherwise hold a watch or lease stream silently.
+      grpcOptions: { "grpc.keepalive_time_ms": 3000, "grpc.keepalive_timeout_ms": 2000, "grpc.keepalive_permit_without_calls": 1 },
+      faultHandling: {
+        global: attempts > 1 ? retry(handleWhen(isRecoverableError), { maxAttempts: attempts - 1 }) : noop,
+        host: () => (attempts > 1 ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }) : noop),
+        watchBackoff: retryBackoff(WATCH_RETRY_MS.first),
+      },
       ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
       ...(options.auth === undefined ? {} : { auth: { ...options.auth } }),
     });
@@ -153,29 +139,52 @@ export class EtcdRegistry implements RegistryBackend {
     if (typeof timeoutMs !== "number" || !(timeoutMs >= 0)) {
       throw new InvalidArgumentError(`timeoutMs must be a number >= 0 (got ${String(timeoutMs)})`);
     }
-    let lastError: unknown;
-    try {
-      const now = pickOne(await this.instances(serviceId));
-      if (now !== undefined) return now;
-    } catch (error) {
-      lastError = error;
-    }
-    if (timeoutMs === 0) throw lastError ?? new ServiceNotFoundError(serviceId, timeoutMs);
-    // Wait for the watch to push an instance; it re-reads after every change and every reconnection.
+    // Everything, the first read included, within timeoutMs (Infinity: until found).
+    const deadline = Date.now() + timeoutMs;
     return new Promise<ServiceEntry>((resolve, reject) => {
+      let settled = false;
       let unwatch: (() => void) | undefined;
-      const timer = setTimeout(() => {
-        unwatch?.();
-        const error = this.#watches.lastError(serviceId) ?? lastError;
-        reject(error instanceof RegistryError ? error : new ServiceNotFoundError(serviceId, timeoutMs));
-      }, timeoutMs);
-      unwatch = this.watch(serviceId, (entries) => {
-        const entry = pickOne(entries);
-        if (entry === undefined) return;
+      let readOnce = false;
+      let lastError: RegistryError | undefined;
+      const finish = (entry: ServiceEntry | undefined, error?: Error): void => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         queueMicrotask(() => unwatch?.());
-        resolve(entry);
+        if (entry !== undefined) resolve(entry);
+        else reject(error);
+      };
+      const giveUp = (): void =>
+        // etcd never answered: say so (a hung etcd fails no request before our deadline does);
+        // it answered at least once: the service is not there.
+        finish(
+          undefined,
+          readOnce
+            ? new ServiceNotFoundError(serviceId, timeoutMs)
+            : (lastError ?? new RegistryError(`etcd did not answer within ${timeoutMs}ms (${this.location})`)),
+        );
+      // 0: one look (the read's answer decides); Infinity: until found.
+      const timer = timeoutMs > 0 && Number.isFinite(timeoutMs) ? setTimeout(giveUp, Math.min(Math.max(0, deadline - Date.now()), 0x7fffffff)) : undefined;
+      this.instances(serviceId).then(
+        (entries) => {
+          readOnce = true;
+          const entry = pickOne(entries);
+          if (entry !== undefined) finish(entry);
+          else if (timeoutMs === 0) giveUp();
+        },
+        (error: unknown) => {
+          lastError = error instanceof RegistryError ? error : new RegistryError(errorSummary(error), { cause: error });
+          if (timeoutMs === 0) giveUp();
+        },
+      );
+      if (timeoutMs === 0) return;
+      // The watch re-reads after every change and every reconnection.
+      unwatch = this.#watches.watch(serviceId, this.#servicePrefix(serviceId), (entries) => {
+        readOnce = true;
+        const entry = pickOne(entries);
+        if (entry !== undefined) finish(entry);
       });
+      if (settled) queueMicrotask(() => unwatch?.());
     });
   }
 
@@ -195,7 +204,8 @@ export class EtcdRegistry implements RegistryBackend {
       const slash = rest.lastIndexOf("/");
       if (slash <= 0) continue;
       const entry = toEtcdEntry(rest.slice(slash + 1), value);
-      if (entry !== undefined) result.push({ serviceId: decodeURIComponent(rest.slice(0, slash)), entry });
+      const serviceId = decodeServiceId(rest.slice(0, slash));
+      if (entry !== undefined && serviceId !== undefined) result.push({ serviceId, entry });
     }
     return result.sort((a, b) => a.serviceId.localeCompare(b.serviceId) || a.entry.started.localeCompare(b.entry.started));
   }
@@ -253,19 +263,23 @@ export function toEtcdEntry(instance: string, value: string): ServiceEntry | und
   };
 }
 
+/** A key's id part, or undefined for one that is not ours (another writer's key under the prefix). */
+function decodeServiceId(encoded: string): string | undefined {
+  try {
+    const id = decodeURIComponent(encoded);
+    assertServiceId(id);
+    return id;
+  } catch {
+    return undefined;
+  }
+}
+
 function isLoopback(host: string | undefined): boolean {
   return host !== undefined && /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/.test(host);
 }
 
 function pickOne(entries: readonly ServiceEntry[]): ServiceEntry | undefined {
   return entries.length === 0 ? undefined : entries[Math.floor(Math.random() * entries.length)];
-}
-
-function normalizeEndpoint(endpoint: string): string {
-  if (typeof endpoint !== "string" || !/^(https?:\/\/)?[A-Za-z0-9._:[\]-]+:\d{1,5}$/.test(endpoint)) {
-    throw new InvalidArgumentError(`an etcd endpoint must be host:port or http://host:port (got ${JSON.stringify(endpoint)})`);
-  }
-  return /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}`;
 }
 
 /** cockatiel's backoff shape (what etcd3 takes), doubling from `first` to WATCH_RETRY_MS.max. */

@@ -4,6 +4,6 @@ export { FileRegistry, REGISTRY_DIR_ENV, REGISTRY_FILE_NAME, PYTHON_LOCK_FILE_NA
 export type { FileRegistryOptions } from "./file-registry.js";
 export { openRegistry, parseRegistryUrl, closeOpenedRegistries, REGISTRY_ENV } from "./open-registry.js";
 export type { RegistrySetting, ParsedRegistryUrl } from "./open-registry.js";
-export type { EtcdRegistryOptions } from "./etcd-registry.js";
+export type { EtcdRegistryOptions } from "./etcd-options.js";
 export { isProcessAlive, isOwnerAlive, processStartTime } from "./liveness.js";
 export { ServiceNotFoundError, ServiceAlreadyRunningError, RegistryError } from "../errors.js";

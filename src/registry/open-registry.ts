@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { InvalidArgumentError } from "../errors.js";
-import type { EtcdRegistry, EtcdRegistryOptions } from "./etcd-registry.js";
+import { checkEtcdOptions, type EtcdRegistryOptions } from "./etcd-options.js";
+import type { EtcdRegistry } from "./etcd-registry.js";
 import { FileRegistry } from "./file-registry.js";
 import type { InstancesListener, RegistrationExtras, RegistryBackend, ServiceEntry } from "./registry.js";
 
@@ -42,12 +43,19 @@ export function parseRegistryUrl(url: string): ParsedRegistryUrl {
     if (endpoints.length === 0) throw new InvalidArgumentError(`registry URL ${JSON.stringify(url)} names no etcd endpoint (etcd://host:port[,host:port…])`);
     const query = new URLSearchParams(queryAt === -1 ? "" : rest.slice(queryAt + 1));
     const options: { endpoints: string[]; prefix?: string; leaseTtlSeconds?: number; requestTimeoutMs?: number } = { endpoints };
-    if (path !== "") options.prefix = decodeURIComponent(path.endsWith("/") ? path : `${path}/`);
+    if (path !== "") {
+      try {
+        options.prefix = decodeURIComponent(path.endsWith("/") ? path : `${path}/`);
+      } catch {
+        throw new InvalidArgumentError(`registry URL ${JSON.stringify(url)}: the prefix is not valid percent-encoding`);
+      }
+    }
     for (const [name, value] of query) {
       if (name === "ttl") options.leaseTtlSeconds = Number(value);
       else if (name === "timeout") options.requestTimeoutMs = Number(value);
       else throw new InvalidArgumentError(`registry URL ${JSON.stringify(url)}: unknown parameter '${name}' (known: ttl, timeout)`);
     }
+    checkEtcdOptions(options); // a bad ttl, timeout or endpoint is refused now, not at the first request
     return { kind: "etcd", options };
   }
   throw new InvalidArgumentError(`unsupported registry URL ${JSON.stringify(url)}: use file:///dir or etcd://host:port[,host:port…]`);
@@ -92,6 +100,7 @@ class LazyEtcdRegistry implements RegistryBackend {
   #loaded: EtcdRegistry | undefined;
 
   constructor(options: EtcdRegistryOptions) {
+    checkEtcdOptions(options);
     this.#options = options;
     this.location = `etcd://${options.endpoints.join(",")}/${options.prefix ?? "multifrost/"}`;
   }

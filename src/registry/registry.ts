@@ -105,6 +105,7 @@ export function entryEndpoint(entry: ServiceEntry, localHost: string): string {
 
 const MAX_SERVICE_ID_LENGTH = 256;
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 export function assertServiceId(serviceId: unknown): asserts serviceId is string {
   if (typeof serviceId !== "string" || serviceId.length === 0) {
@@ -115,6 +116,9 @@ export function assertServiceId(serviceId: unknown): asserts serviceId is string
   }
   if (CONTROL_CHARACTER.test(serviceId)) {
     throw new InvalidArgumentError(`serviceId must not contain control characters: ${JSON.stringify(serviceId)}`);
+  }
+  if (LONE_SURROGATE.test(serviceId)) {
+    throw new InvalidArgumentError(`serviceId must be well-formed Unicode (a lone surrogate cannot be stored): ${JSON.stringify(serviceId)}`);
   }
 }
 

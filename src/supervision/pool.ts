@@ -102,7 +102,9 @@ export class Pool extends Supervisor {
       // The pool retries across members; the member itself must not hold it for its own restart.
       return await worker.invoke<T>(functionName, args, { ...options, timeout: remaining, idempotent: false });
     } catch (error) {
-      if (!(error instanceof WorkerExitedError) || retriesLeft <= 0) throw error;
+      // Cut off: its member died with it, or was taken out of the pool with it (a service pool's instance went).
+      const cutOff = error instanceof WorkerExitedError || (error instanceof WorkerNotRunningError && !this.workers.includes(worker));
+      if (!cutOff || retriesLeft <= 0) throw error;
       // Another live member now, or the same one once it is back (its buffer holds the call).
       const next = this.#balancer.pick(this.workers, worker) ?? worker;
       return this.#invokeRetrying<T>(next, functionName, args, options, deadline, timeoutMs, retriesLeft - 1);
@@ -128,15 +130,23 @@ export class Pool extends Supervisor {
     return { node, started };
   }
 
-  /** Takes a member out of the pool at once (no call goes to it any more, its downs no longer count), then stops it. */
+  /** Takes a member out of the pool, then stops it. */
   protected async removeMember(node: WorkerNode): Promise<void> {
+    if (this.detachMember(node)) await node.stop();
+  }
+
+  /**
+   * Takes a member out of the pool now, synchronously: no call goes to it any more and its downs
+   * no longer count (the caller stops it). Whether it was a member.
+   */
+  protected detachMember(node: WorkerNode): boolean {
     const index = this.#members.indexOf(node);
-    if (index === -1) return;
+    if (index === -1) return false;
     this.#members.splice(index, 1);
     const children = this.children as SupervisedNode[];
     children.splice(children.indexOf(node), 1);
     this.#childContext.onReshaped();
-    await node.stop();
+    return true;
   }
 }
 

@@ -33,31 +33,44 @@ export class ServicePool extends Pool {
   }
 
   /**
-   * Starts (empty), then adds a member for every instance there is now and waits for those that
+   * Starts empty, then adds a member for every instance there is now and waits for those that
    * come up; one that cannot be reached (a crashed host's instance still within its lease) does
-   * not fail the pool: it stays down until its lease expires and takes it out. Then follows the registry.
+   * not fail the pool: it stays down until its entry goes, and its member with it. Members are made
+   * afresh at every start (a restart by the pool's supervisor too): instances change meanwhile.
    */
   override async start(): Promise<void> {
+    if (this.state === "running") return;
+    this.#dropMembers();
     await super.start();
-    if (this.#unwatch !== undefined) return;
     let entries: readonly ServiceEntry[] = [];
     try {
       entries = await instancesOf(this.#registry, this.serviceId);
     } catch (error) {
+      if (error instanceof InvalidArgumentError) throw error; // a bad registry setting is not an outage
       // The registry is unreachable: stay empty; the watch fills the pool when it answers.
       this.#log?.log("warn", { event: LogEvent.REGISTRY_ERROR, worker: this.path, service: this.serviceId, reason: errorSummary(error) }, `${this.path}: registry lookup failed`);
     }
-    this.#unwatch = watchService(this.#registry, this.serviceId, (found) => this.#onInstances(found));
-    this.#latest ??= entries;
+    this.#unwatch ??= watchService(this.#registry, this.serviceId, (found) => this.#onInstances(found));
+    this.#latest = entries;
     this.#reconciling = this.#reconciling.then(() => this.#apply(entries));
     await this.#reconciling;
   }
 
+  /** Stops following and stops every member. */
   override async stop(): Promise<void> {
     this.#unwatch?.();
     this.#unwatch = undefined;
     await this.#reconciling;
     await super.stop();
+    this.#dropMembers();
+  }
+
+  #dropMembers(): void {
+    for (const node of this.#members.values()) {
+      this.detachMember(node);
+      void node.stop().catch(() => undefined); // already stopped, unless held by a sibling's restart
+    }
+    this.#members.clear();
   }
 
   override async resize(): Promise<void> {
@@ -76,7 +89,9 @@ export class ServicePool extends Pool {
     for (const [key, node] of this.#members) {
       if (live.has(key)) continue;
       this.#members.delete(key);
-      this.#reconciling = this.#reconciling.then(() => this.removeMember(node).catch(() => undefined));
+      // Out of the pool now, before its own connection hears the same news and reports a down.
+      this.detachMember(node);
+      void node.stop().catch(() => undefined);
     }
     this.#reconciling = this.#reconciling.then(() => (this.#latest === entries ? this.#apply(entries) : undefined));
   }

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import { closeOpenedRegistries, openRegistry, type RegistryBackend } from "../../src/index.js";
+import { startTestEtcd, type TestEtcd } from "./etcd.mjs";
+import { fixture } from "./fixtures.js";
+import { reapAll } from "./processes.js";
+
+const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+
+export interface EtcdHarness {
+  /** The file's throwaway etcd. */
+  readonly etcd: TestEtcd;
+  /** The current test's registry URL (a prefix of its own, 2 s leases). */
+  readonly url: string;
+  /** A fresh prefix for this test; returns its URL. */
+  nextUrl(): string;
+  /** `openRegistry(nextUrl())`. */
+  registry(): RegistryBackend;
+  /** Processes reaped after each test. */
+  readonly processes: ChildProcess[];
+  /** Run (newest first) after each test: parents and trees to stop. */
+  readonly stops: (() => Promise<unknown>)[];
+  /** A supervised-worker.mjs service registered under `url`; resolves once its entry is there (a watch, not a poll). */
+  startService(serviceId: string, env?: Record<string, string>): Promise<ChildProcess>;
+  /** Runs the built `multifrost` command to its end. */
+  cli(args: string[], env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+/**
+ * The etcd tests' set-up for the enclosing file: one throwaway etcd (Debian's etcd-server on
+ * loopback ports, a temporary data dir), a key prefix per test, and after each test every parent
+ * stopped, every process reaped and etcd running again; after the file, etcd and its data gone.
+ */
+export function etcdHarness(): EtcdHarness {
+  let etcd: TestEtcd | undefined;
+  let url = "";
+  let serial = 0;
+  const processes: ChildProcess[] = [];
+  const stops: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+  }, 30_000);
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
+    await reapAll(processes);
+    if (etcd !== undefined && etcd.process().exitCode !== null) await etcd.start();
+    if (etcd !== undefined && etcd.process().signalCode === null) etcd.process().kill("SIGCONT"); // a test that paused it
+  });
+  afterAll(async () => {
+    await closeOpenedRegistries();
+    await etcd?.remove();
+  });
+
+  const harness: EtcdHarness = {
+    get etcd() {
+      if (etcd === undefined) throw new Error("etcdHarness: used outside a test");
+      return etcd;
+    },
+    get url() {
+      return url;
+    },
+    nextUrl() {
+      url = `etcd://${harness.etcd.endpoint}/test-${process.pid}-${++serial}/?ttl=2`;
+      return url;
+    },
+    registry() {
+      return openRegistry(harness.nextUrl());
+    },
+    processes,
+    stops,
+    async startService(serviceId, env = {}) {
+      const child = spawn(process.execPath, [fixture("supervised-worker.mjs")], {
+        env: { ...process.env, MULTIFROST_REGISTRY: url, MF_SERVICE_ID: serviceId, ...env },
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+      processes.push(child);
+      const registry = openRegistry(url);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => done(new Error(`service ${serviceId} did not register within 10 s`)), 10_000);
+        const exited = (): void => done(new Error(`service ${serviceId} exited before it registered`));
+        child.once("exit", exited);
+        const unwatch = registry.watch!(serviceId, (entries) => {
+          if (entries.some((entry) => entry.pid === child.pid)) done();
+        });
+        function done(error?: Error): void {
+          clearTimeout(timer);
+          child.off("exit", exited);
+          queueMicrotask(unwatch);
+          if (error) reject(error);
+          else resolve();
+        }
+      });
+      return child;
+    },
+    async cli(args, env = {}) {
+      const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+      processes.push(child);
+      let stdout = "";
+      let stderr = "";
+      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+      const [code] = (await once(child, "close")) as [number | null];
+      return { code, stdout, stderr };
+    },
+  };
+  return harness;
+}
