@@ -62,6 +62,7 @@ export function parseRegistryUrl(url: string): ParsedRegistryUrl {
 }
 
 const opened = new Map<string, RegistryBackend>();
+const openedFromOptions = new WeakMap<object, LazyEtcdRegistry>();
 
 /**
  * The registry a setting names: a backend is used as is; a URL opens one (an etcd URL shares one
@@ -70,7 +71,12 @@ const opened = new Map<string, RegistryBackend>();
  * or ~/.multifrost).
  */
 export function openRegistry(setting?: RegistrySetting, dir?: string): RegistryBackend {
-  if (isEtcdOptions(setting)) return new LazyEtcdRegistry(setting.etcd);
+  if (isEtcdOptions(setting)) {
+    // One client per options object, as per URL: a pool's members share their tree's.
+    let registry = openedFromOptions.get(setting);
+    if (registry === undefined) openedFromOptions.set(setting, (registry = new LazyEtcdRegistry(setting.etcd)));
+    return registry;
+  }
   if (typeof setting === "object") return setting;
   if (setting === undefined && dir !== undefined) return new FileRegistry({ dir });
   const url = setting ?? process.env[REGISTRY_ENV];
