@@ -25,11 +25,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ._advertise import is_advertised_host
-from ._curve import check_z85_key
 from ._etcd_gateway import EtcdGateway, b64, prefix_end, unb64
 from ._etcd_lease import LeasedKey, LeaseEvents
 from ._registry_errors import RegistryError, ServiceNotFoundError
-from .registry import _is_pid, _is_port, _utc_now_iso, check_service_id
+from .registry import _is_pid, _is_port, _utc_now_iso, check_registration, check_service_id
 
 DEFAULT_PREFIX: Final = "multifrost/"
 DEFAULT_LEASE_TTL: Final = 10
@@ -87,16 +86,7 @@ class EtcdRegistry:
         """Publishes one instance of `service_id` at `host` (default 127.0.0.1) and `port`, kept
         while this process runs; returns its entry, `instance` included. Other instances of the
         id, here or elsewhere, stay. RegistryError when etcd does not answer in time."""
-        check_service_id(service_id)
-        if not _is_port(port):
-            raise ValueError(f"port must be an integer in 1..65535 (got {port!r})")
-        owner = os.getpid() if pid is None else pid
-        if not _is_pid(owner):
-            raise ValueError(f"pid must be a positive integer (got {owner!r})")
-        if host is not None and not is_advertised_host(host):
-            raise ValueError(f"host must be a host name or an IP address (got {host!r})")
-        if public_key is not None:
-            check_z85_key(public_key, "public_key")
+        owner = check_registration(service_id, port, pid, host, public_key)
         instance = secrets.token_hex(8)
         entry: dict[str, Any] = {
             "host": host if host is not None else "127.0.0.1",

@@ -105,6 +105,22 @@ def check_service_id(service_id: Any) -> str:
     return service_id
 
 
+def check_registration(service_id: Any, port: Any, pid: Any, host: Any, public_key: Any) -> int:
+    """Checks what a registration publishes (every registry backend asks the same); returns the
+    owner pid (default: this process). ValueError names the bad value."""
+    check_service_id(service_id)
+    if not _is_port(port):
+        raise ValueError(f"port must be an integer in 1..65535 (got {port!r})")
+    owner = os.getpid() if pid is None else pid
+    if not _is_pid(owner):
+        raise ValueError(f"pid must be a positive integer (got {owner!r})")
+    if host is not None and not is_advertised_host(host):
+        raise ValueError(f"host must be a host name or an IP address (got {host!r})")
+    if public_key is not None:
+        check_z85_key(public_key, "public_key")
+    return owner
+
+
 def to_entry(stored: Any) -> dict[str, Any] | None:
     """The entry's public shape, or None if it has no valid port and pid."""
     if not isinstance(stored, dict):
@@ -205,16 +221,7 @@ class FileRegistry:
         Replaces an entry whose owner is dead or is pid itself; raises ServiceAlreadyRunningError
         if another live process owns it.
         """
-        check_service_id(service_id)
-        if not _is_port(port):
-            raise ValueError(f"port must be an integer in 1..65535 (got {port!r})")
-        owner = os.getpid() if pid is None else pid
-        if not _is_pid(owner):
-            raise ValueError(f"pid must be a positive integer (got {owner!r})")
-        if host is not None and not is_advertised_host(host):
-            raise ValueError(f"host must be a host name or an IP address (got {host!r})")
-        if public_key is not None:
-            check_z85_key(public_key, "public_key")
+        owner = check_registration(service_id, port, pid, host, public_key)
 
         def change(document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             existing = to_entry(document.get(service_id))
