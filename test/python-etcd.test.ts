@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { closeOpenedRegistries, openRegistry, ParentWorker, pool, supervise, type ServiceEntry, type ServicePool } from "../src/index.js";
-import { startTestEtcd, type TestEtcd } from "./helpers/etcd.mjs";
+import { afterAll, describe, expect, it } from "vitest";
+import { openRegistry, ParentWorker, pool, supervise, type ServiceEntry, type ServicePool } from "../src/index.js";
+import { etcdHarness } from "./helpers/etcd-services.js";
 import { fixture } from "./helpers/fixtures.js";
-import { descendants, reapAll, waitFor } from "./helpers/processes.js";
+import { descendants, waitFor } from "./helpers/processes.js";
 
 /**
  * Python-library services (python/src/multifrost, run by Debian's /usr/bin/python3 with PYTHONPATH
@@ -18,30 +18,16 @@ const PY_SRC = fileURLToPath(new URL("../python/src", import.meta.url));
 const PY_ENV = { PYTHONPATH: [PY_SRC, process.env.PYTHONPATH].filter(Boolean).join(":") };
 const PY_SERVICE = fileURLToPath(new URL("./fixtures/python-lib/etcd_service.py", import.meta.url));
 
-let etcd: TestEtcd;
-let serial = 0;
-const processes: ChildProcess[] = [];
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  etcd = await startTestEtcd();
-}, 30_000);
-
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
-  await reapAll(processes);
-});
+const harness = etcdHarness();
+const { processes, stops } = harness;
 
 afterAll(async () => {
-  await reapAll(processes);
-  await closeOpenedRegistries();
-  await etcd?.remove();
   await waitFor(() => descendants().length === 0, 5000, "no process left behind");
 });
 
 /** A registry URL with a key prefix of its own; `ttl` seconds of lease. */
 function nextUrl(ttl = 2): string {
-  return `etcd://${etcd.endpoint}/pyetcd-${process.pid}-${++serial}/?ttl=${ttl}`;
+  return harness.nextUrl(ttl);
 }
 
 /** The live instances of `serviceId` in the etcd at `url`. */
@@ -50,14 +36,8 @@ function instances(url: string, serviceId: string): Promise<ServiceEntry[]> {
 }
 
 /** Resolves once `child` has an entry under `serviceId`; throws if it exits or takes 10 s. */
-async function registered(child: ChildProcess, url: string, serviceId: string, what: string): Promise<ServiceEntry> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const mine = (await instances(url, serviceId)).find((entry) => entry.pid === child.pid);
-    if (mine !== undefined) return mine;
-    if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} ${serviceId} did not register`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+function registered(child: ChildProcess, url: string, serviceId: string): Promise<ServiceEntry> {
+  return harness.registered(child, serviceId, url);
 }
 
 /** A Python service process registered in etcd: `$MULTIFROST_REGISTRY`, or the `registry` argument. */
@@ -68,7 +48,7 @@ async function startPython(url: string, serviceId: string, how: "env" | "argumen
     stdio: ["ignore", "ignore", "inherit"],
   });
   processes.push(child);
-  return { child, entry: await registered(child, url, serviceId, "Python service") };
+  return { child, entry: await registered(child, url, serviceId) };
 }
 
 /** A TS service process (test/fixtures/supervised-worker.mjs) registered through `$MULTIFROST_REGISTRY`. */
@@ -78,7 +58,7 @@ async function startTs(url: string, serviceId: string): Promise<ChildProcess> {
     stdio: ["ignore", "ignore", "inherit"],
   });
   processes.push(child);
-  await registered(child, url, serviceId, "TS service");
+  await registered(child, url, serviceId);
   return child;
 }
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { closeOpenedRegistries, openRegistry, type RegistryBackend } from "../../src/index.js";
+import { closeOpenedRegistries, openRegistry, type RegistryBackend, type ServiceEntry } from "../../src/index.js";
 import { startTestEtcd, type TestEtcd } from "./etcd.mjs";
 import { fixture } from "./fixtures.js";
 import { reapAll } from "./processes.js";
@@ -14,8 +14,8 @@ export interface EtcdHarness {
   readonly etcd: TestEtcd;
   /** The current test's registry URL (a prefix of its own, 2 s leases). */
   readonly url: string;
-  /** A fresh prefix for this test; returns its URL. */
-  nextUrl(): string;
+  /** A fresh prefix for this test with leases of `ttl` seconds (default 2); returns its URL. */
+  nextUrl(ttl?: number): string;
   /** `openRegistry(nextUrl())`. */
   registry(): RegistryBackend;
   /** Processes reaped after each test. */
@@ -24,6 +24,8 @@ export interface EtcdHarness {
   readonly stops: (() => Promise<unknown>)[];
   /** A supervised-worker.mjs service registered under `url`; resolves once its entry is there (a watch, not a poll). */
   startService(serviceId: string, env?: Record<string, string>): Promise<ChildProcess>;
+  /** Resolves with `child`'s entry under `serviceId` in the registry at `registryUrl` once it is there; rejects if it exits first or after 10 s. */
+  registered(child: ChildProcess, serviceId: string, registryUrl?: string): Promise<ServiceEntry>;
   /** Runs the built `multifrost` command to its end. */
   cli(args: string[], env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
@@ -62,8 +64,8 @@ export function etcdHarness(): EtcdHarness {
     get url() {
       return url;
     },
-    nextUrl() {
-      url = `etcd://${harness.etcd.endpoint}/test-${process.pid}-${++serial}/?ttl=2`;
+    nextUrl(ttl = 2) {
+      url = `etcd://${harness.etcd.endpoint}/test-${process.pid}-${++serial}/?ttl=${ttl}`;
       return url;
     },
     registry() {
@@ -77,23 +79,27 @@ export function etcdHarness(): EtcdHarness {
         stdio: ["ignore", "ignore", "inherit"],
       });
       processes.push(child);
-      const registry = openRegistry(url);
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => done(new Error(`service ${serviceId} did not register within 10 s`)), 10_000);
-        const exited = (): void => done(new Error(`service ${serviceId} exited before it registered`));
+      await harness.registered(child, serviceId);
+      return child;
+    },
+    registered(child, serviceId, registryUrl = url) {
+      const registry = openRegistry(registryUrl);
+      return new Promise<ServiceEntry>((resolve, reject) => {
+        const timer = setTimeout(() => done(undefined, new Error(`process ${child.pid} did not register ${serviceId} within 10 s`)), 10_000);
+        const exited = (): void => done(undefined, new Error(`process ${child.pid} exited before it registered ${serviceId}`));
         child.once("exit", exited);
         const unwatch = registry.watch!(serviceId, (entries) => {
-          if (entries.some((entry) => entry.pid === child.pid)) done();
+          const mine = entries.find((entry) => entry.pid === child.pid);
+          if (mine !== undefined) done(mine);
         });
-        function done(error?: Error): void {
+        function done(entry: ServiceEntry | undefined, error?: Error): void {
           clearTimeout(timer);
           child.off("exit", exited);
           queueMicrotask(unwatch);
-          if (error) reject(error);
-          else resolve();
+          if (entry !== undefined) resolve(entry);
+          else reject(error);
         }
       });
-      return child;
     },
     async cli(args, env = {}) {
       const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
