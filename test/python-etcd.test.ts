@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { openRegistry, ParentWorker, pool, supervise, type ServiceEntry, type ServicePool } from "../src/index.js";
 import { etcdHarness } from "./helpers/etcd-services.js";
 import { fixture } from "./helpers/fixtures.js";
-import { descendants, waitFor } from "./helpers/processes.js";
+import { waitFor } from "./helpers/processes.js";
 
 /**
  * Python-library services (python/src/multifrost, run by Debian's /usr/bin/python3 with PYTHONPATH
@@ -20,10 +20,6 @@ const PY_SERVICE = fileURLToPath(new URL("./fixtures/python-lib/etcd_service.py"
 
 const harness = etcdHarness();
 const { processes, stops } = harness;
-
-afterAll(async () => {
-  await waitFor(() => descendants().length === 0, 5000, "no process left behind");
-});
 
 /** A registry URL with a key prefix of its own; `ttl` seconds of lease. */
 function nextUrl(ttl = 2): string {

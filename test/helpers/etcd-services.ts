@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll } from "vitest";
 import { closeOpenedRegistries, openRegistry, type RegistryBackend, type ServiceEntry } from "../../src/index.js";
 import { startTestEtcd, type TestEtcd } from "./etcd.mjs";
 import { fixture } from "./fixtures.js";
-import { reapAll } from "./processes.js";
+import { descendants, reapAll, waitFor } from "./processes.js";
 
 const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 
@@ -54,6 +54,8 @@ export function etcdHarness(): EtcdHarness {
   afterAll(async () => {
     await closeOpenedRegistries();
     await etcd?.remove();
+    // Services, parents' children and etcd itself: nothing of this file may outlive it.
+    await waitFor(() => descendants().length === 0, 5000, "no process of the etcd tests left behind");
   });
 
   const harness: EtcdHarness = {
