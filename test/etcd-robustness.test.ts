@@ -155,5 +155,19 @@ describe("keys other writers put under the prefix", () => {
     expect(table.stdout).not.toContain("\u001b");
     expect(table.stdout).toContain("h\\u001b[31mRED\\u001b[0m\\u000afake-line");
     expect(table.stdout.trim().split("\n")).toHaveLength(2);
+    // A flood: a value too big to be an entry is skipped, and a read stops at 1000 instances.
+    await withClient(async (client) => {
+      await client.put(`${prefix}services/flood/dddddddddddddddd`).value(JSON.stringify({ host: "10.0.0.9", port: 4801, pid: 1, started: "", pad: "x".repeat(10_000) }));
+      for (let batch = 0; batch < 11; batch++) {
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            client.put(`${prefix}services/flood/${String(batch * 100 + i).padStart(16, "0")}`).value(JSON.stringify({ host: "10.0.0.9", port: 5000 + batch * 100 + i, pid: 1, started: "" })),
+          ),
+        );
+      }
+    });
+    const flood = await registry.instances!("flood");
+    expect(flood.length).toBeLessThanOrEqual(1000);
+    expect(flood.every((entry) => entry.port !== 4801)).toBe(true);
   });
 });

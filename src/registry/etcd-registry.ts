@@ -22,6 +22,14 @@ import {
 
 export type { EtcdRegistryOptions } from "./etcd-options.js";
 
+/**
+ * What one read may bring back, whoever wrote under the prefix: at most this many instances of a
+ * service (more would be a flood, not a deployment), registrations listed, and characters per entry.
+ */
+const MAX_INSTANCES_READ = 1000;
+const MAX_REGISTRATIONS_LISTED = 10_000;
+const MAX_ENTRY_CHARS = 4096;
+
 /** A registration that silently vanished from discovery would be a mystery: say so. */
 const STDERR_LEASE_EVENTS: LeaseEvents = {
   lost: (key, reason) => process.stderr.write(`multifrost: the etcd lease of ${key} was lost (${reason}); registering again when etcd answers\n`),
@@ -122,7 +130,7 @@ export class EtcdRegistry implements RegistryBackend {
   async instances(serviceId: string): Promise<ServiceEntry[]> {
     assertServiceId(serviceId);
     const prefix = this.#servicePrefix(serviceId);
-    const found = await this.#request("read", () => this.#client.getAll().prefix(prefix).strings());
+    const found = await this.#request("read", () => this.#client.getAll().prefix(prefix).limit(MAX_INSTANCES_READ).strings());
     const here = hostname();
     return Object.entries(found)
       .map(([key, value]) => toEtcdEntry(key.slice(prefix.length), value))
@@ -197,7 +205,7 @@ export class EtcdRegistry implements RegistryBackend {
   /** Every live registration, several per id where several instances run. */
   async listInstances(): Promise<{ serviceId: string; entry: ServiceEntry }[]> {
     const prefix = `${this.#prefix}services/`;
-    const found = await this.#request("read", () => this.#client.getAll().prefix(prefix).strings());
+    const found = await this.#request("read", () => this.#client.getAll().prefix(prefix).limit(MAX_REGISTRATIONS_LISTED).strings());
     const result: { serviceId: string; entry: ServiceEntry }[] = [];
     for (const [key, value] of Object.entries(found)) {
       const rest = key.slice(prefix.length);
@@ -243,6 +251,7 @@ export class EtcdRegistry implements RegistryBackend {
 
 /** A registered instance as read back; undefined for a value that is not one of ours. */
 export function toEtcdEntry(instance: string, value: string): ServiceEntry | undefined {
+  if (value.length > MAX_ENTRY_CHARS) return undefined; // ours are ~200 bytes: not an entry
   let stored: unknown;
   try {
     stored = JSON.parse(value);
