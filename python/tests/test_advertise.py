@@ -15,9 +15,23 @@ class Svc(ChildWorker):
         return a + b
 
 
-def test_a_loopback_service_publishes_no_address():
-    for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"):
+def test_only_the_default_loopback_publishes_no_address():
+    # src/child/options.ts: parents use 127.0.0.1 when an entry names no address; another
+    # loopback address is published, or parents on this machine could not reach the service.
+    for host in ("127.0.0.1", "localhost"):
         assert advertised_address(host, None) is None
+    for host in ("127.0.0.2", "127.1.2.3", "::1", "[::1]"):
+        assert advertised_address(host, None) == host
+
+
+def test_host_patterns_refuse_a_trailing_newline():
+    from multifrost._advertise import is_advertised_host
+
+    assert is_advertised_host("10.0.0.1") and not is_advertised_host("10.0.0.1\n")
+    with pytest.raises(ValueError, match="host name or an IP address"):
+        advertised_address("127.0.0.1", "svc.example.org\n")
+    with pytest.raises(ValueError, match="not loopback"):
+        check_bind("127.0.0.1\n", False)
 
 
 def test_advertise_wins_else_a_non_loopback_host_is_published():

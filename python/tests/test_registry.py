@@ -123,6 +123,19 @@ def test_invalid_service_ids_are_refused(tmp_path):
             registry.register(bad, 9000)
 
 
+def test_service_id_length_counts_utf16_units_and_lone_surrogates_are_refused(tmp_path):
+    # As assertServiceId (src/registry/registry.ts): JavaScript's length, and well-formed Unicode.
+    from multifrost.registry import check_service_id
+
+    assert check_service_id("x" * 256) and check_service_id("é" * 256)
+    assert check_service_id("\U0001f600" * 128)  # 256 UTF-16 units
+    with pytest.raises(ValueError, match=r"at most 256 characters \(got 258\)"):
+        check_service_id("\U0001f600" * 129)  # 129 code points, 258 units: TS refuses it
+    for bad in ("a\ud800b", "\udc00", "\ud83d\ude00"):  # in a Python str even a "pair" is two lone surrogates
+        with pytest.raises(ValueError, match="well-formed Unicode"):
+            FileRegistry(tmp_path).register(bad, 9000)
+
+
 def _register_many(directory, index, barrier):
     barrier.wait()
     FileRegistry(directory).register(f"svc-{index}", 10000 + index)

@@ -1,7 +1,8 @@
 """The address a connect-mode service publishes (mirrors src/child/options.ts and curve.ts).
 
-`advertise` if given; else `host` unless it is loopback (then nothing: parents use their own
-loopback); for a wildcard `host` ("0.0.0.0", "*", "::"), this machine's first non-internal IPv4
+`advertise` if given; else `host` unless it is 127.0.0.1 or localhost (then nothing: parents use
+their own loopback when an entry names no address; another loopback address, e.g. 127.0.0.2 or
+::1, is published); for a wildcard `host` ("0.0.0.0", "*", "::"), this machine's first non-internal IPv4
 address, in the order Node's `os.networkInterfaces()` lists them (interfaces up and running, by
 index). A non-loopback bind needs CURVE (`curve=`) or `insecure=True`, as on the TS side.
 """
@@ -15,11 +16,13 @@ import sys
 from typing import Final
 
 WILDCARD: Final = frozenset({"0.0.0.0", "*", "::", "[::]"})
-#: What src/child/options.ts counts as loopback for publishing (no address published).
-_LOOPBACK_PUBLISHED: Final = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$")
+#: The loopback addresses parents use when an entry names none (src/child/options.ts): not published.
+_DEFAULT_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost"})
+#: What src/registry/etcd-registry.ts counts as loopback (an entry only its own machine can use).
+LOOPBACK: Final = re.compile(r"127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost", re.ASCII)
 #: What src/actors/curve.ts counts as loopback for binding without CURVE.
-_LOOPBACK_BIND: Final = re.compile(r"^(127\.\d+\.\d+\.\d+|::1|localhost)$")
-_HOST: Final = re.compile(r"^[A-Za-z0-9._:%\[\]-]+$")
+_LOOPBACK_BIND: Final = re.compile(r"127\.\d+\.\d+\.\d+|::1|localhost", re.ASCII)
+_HOST: Final = re.compile(r"[A-Za-z0-9._:%\[\]-]+")
 
 # Linux ioctls on an AF_INET socket (<linux/sockios.h>) and interface flags (<net/if.h>).
 _SIOCGIFFLAGS: Final = 0x8913
@@ -31,12 +34,12 @@ _IFF_RUNNING: Final = 0x40
 
 def is_advertised_host(value: object) -> bool:
     """A host name or IP address a parent could connect to (no scheme, port or spaces)."""
-    return isinstance(value, str) and 0 < len(value) <= 253 and _HOST.match(value) is not None
+    return isinstance(value, str) and 0 < len(value) <= 253 and _HOST.fullmatch(value) is not None
 
 
 def check_bind(host: str, insecure: bool, curve: bool = False) -> None:
     """Refuses a non-loopback bind without CURVE unless `insecure=True` (src/actors/curve.ts)."""
-    if not curve and not insecure and _LOOPBACK_BIND.match(host) is None:
+    if not curve and not insecure and _LOOPBACK_BIND.fullmatch(host) is None:
         raise ValueError(
             f"binding {host} (not loopback) without CURVE would let any host call this service: "
             "give curve keys (curve=), or insecure=True on a network you trust"
@@ -44,14 +47,14 @@ def check_bind(host: str, insecure: bool, curve: bool = False) -> None:
 
 
 def advertised_address(host: str, advertise: str | None) -> str | None:
-    """The address to publish, or None for a loopback service. ValueError for a bad `advertise`."""
+    """The address to publish, or None for a service on 127.0.0.1 or localhost. ValueError for a bad `advertise`."""
     if advertise is not None:
         if not is_advertised_host(advertise):
             raise ValueError(f"advertise must be a host name or an IP address (got {advertise!r})")
         if advertise in WILDCARD:
             raise ValueError(f"advertise must be an address parents can reach, not the wildcard {advertise}")
         return advertise
-    if _LOOPBACK_PUBLISHED.match(host):
+    if host in _DEFAULT_LOOPBACK:
         return None
     if host not in WILDCARD:
         return host

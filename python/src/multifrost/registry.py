@@ -62,6 +62,7 @@ RACY_WINDOW_NS: Final = 1_000_000_000
 DISCOVER_POLL_S: Final = 0.1
 MAX_SERVICE_ID_LENGTH: Final = 256
 _CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 T = TypeVar("T")
 
@@ -98,10 +99,14 @@ def _is_pid(value: Any) -> bool:
 def check_service_id(service_id: Any) -> str:
     if not isinstance(service_id, str) or service_id == "":
         raise ValueError("service_id must be a non-empty string")
-    if len(service_id) > MAX_SERVICE_ID_LENGTH:
-        raise ValueError(f"service_id must be at most {MAX_SERVICE_ID_LENGTH} characters (got {len(service_id)})")
+    # Counted as JavaScript counts (UTF-16 code units), so that both sides accept the same ids.
+    length = len(service_id.encode("utf-16-le", "surrogatepass")) // 2
+    if length > MAX_SERVICE_ID_LENGTH:
+        raise ValueError(f"service_id must be at most {MAX_SERVICE_ID_LENGTH} characters (got {length})")
     if _CONTROL.search(service_id):
         raise ValueError(f"service_id must not contain control characters: {service_id!r}")
+    if _SURROGATE.search(service_id):  # in a Python str even a "pair" is two lone surrogates: not UTF-8
+        raise ValueError(f"service_id must be well-formed Unicode (a lone surrogate cannot be stored): {service_id!r}")
     return service_id
 
 
