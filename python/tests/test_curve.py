@@ -342,3 +342,51 @@ def test_spawn_mode_ignores_curve():
             process.wait()
         process.stderr.close()
         context.term()
+
+
+# -- the review's findings: trailing newlines, echoed secrets, None, byte order marks --------------
+
+
+def test_a_key_with_a_trailing_newline_is_a_value_error():
+    from multifrost._curve import check_z85_key
+
+    with pytest.raises(ValueError, match=r"curve\.public_key must be a 40-character Z85 CURVE key, got 41 characters"):
+        check_z85_key(SERVER["public_key"] + "\n", "curve.public_key")
+    with pytest.raises(ValueError, match=r"must be a 40-character Z85 CURVE key"):
+        resolve_service_curve({**SERVER, "authorized_keys": [ALICE["public_key"] + "\n"]})
+
+
+def test_a_key_name_with_a_trailing_newline_is_refused(keys):
+    save_curve_keys("svc", SERVER)
+    with pytest.raises(ValueError, match=r"a key name must be letters"):
+        load_curve_keys("svc\n")
+
+
+def test_a_secret_key_given_as_a_name_is_never_echoed(keys):
+    secret = SERVER["secret_key"]
+    for given in (secret, secret + "\n", f" {secret}"):
+        with pytest.raises(ValueError, match=r"looks like a 40-character Z85 key, not a key name") as caught:
+            Svc("svc", curve=given)
+        assert secret not in str(caught.value)
+        with pytest.raises(ValueError) as caught:
+            load_curve_keys(given)
+        assert secret not in str(caught.value)
+
+
+def test_authorized_keys_none_is_refused_only_a_missing_key_admits_any_client():
+    assert resolve_service_curve(SERVER).authorized_keys is None
+    for name in ("authorized_keys", "authorizedKeys"):
+        with pytest.raises(ValueError, match=r"curve\.authorized_keys is None"):
+            resolve_service_curve({**SERVER, name: None})
+        with pytest.raises(ValueError, match=r"curve\.authorized_keys is None"):
+            Svc("svc", curve={**SERVER, name: None})
+
+
+def test_key_files_may_start_with_a_byte_order_mark(keys):
+    save_curve_keys("svc", SERVER)
+    for name, key in (("svc.pub", SERVER["public_key"]), ("svc.key", SERVER["secret_key"])):
+        (keys / name).write_text(f"\ufeff{key}\n", encoding="utf-8")
+    (keys / "authorized_keys").write_text(f"\ufeff{ALICE['public_key']}\n", encoding="utf-8")
+    assert load_curve_keys("svc") == SERVER
+    assert load_authorized_keys() == [ALICE["public_key"]]
+    assert Svc("svc", curve="svc")._mf_settings.curve.authorized_keys == {ALICE["public_key"]}

@@ -11,9 +11,9 @@ Where this is stricter than curve.ts (say so in the docs, never silently):
   - the public key must belong to the secret key (a wrong pair would publish a key no client can
     complete a handshake with);
   - an `authorized_keys` that exists but cannot be read or has a bad line is an error (curve.ts
-    then admits every CURVE client); only a missing file means "any CURVE client";
-  - a `#` inside a key is part of it (curve.ts cuts the line there, which makes that key a bad
-    line: see above).
+    then admits every CURVE client); only a missing file means "any CURVE client".
+Key files may start with a UTF-8 byte order mark (as curve.ts reads them too). A `#` inside a key
+is part of it, as in curve.ts. No error message ever shows a secret key.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import zmq
 
 KEYS_DIR_ENV: Final = "MULTIFROST_KEYS_DIR"
 AUTHORIZED_KEYS_FILE: Final = "authorized_keys"
-Z85_KEY: Final = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+Z85_KEY: Final = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")  # fullmatch only
 _Z85_CHARS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
 _Z85_VALUE: Final = {char: index for index, char in enumerate(_Z85_CHARS)}
-_KEY_NAME: Final = re.compile(r"^[\w.-]+$", re.ASCII)
+_KEY_NAME: Final = re.compile(r"[\w.-]+", re.ASCII)  # fullmatch only
 #: The `curve=` mapping's keys: Python's names, and the TS option's (a config shared with TS).
 _PUBLIC: Final = ("public_key", "publicKey")
 _SECRET: Final = ("secret_key", "secretKey")
@@ -74,7 +74,7 @@ def keys_dir(dir: str | os.PathLike[str] | None = None) -> str:
 
 def check_z85_key(key: object, what: str) -> str:
     """`key` if it is a 40-character Z85 CURVE key, else ValueError naming `what`."""
-    if not isinstance(key, str) or Z85_KEY.match(key) is None or not _z85_decodable(key):
+    if not isinstance(key, str) or Z85_KEY.fullmatch(key) is None or not _z85_decodable(key):
         got = f"{len(key)} characters" if isinstance(key, str) else type(key).__name__
         if isinstance(key, str) and len(key) == 40:
             got = "40 characters that are not Z85"
@@ -154,12 +154,15 @@ def resolve_service_curve(option: Mapping[str, Any] | str, dir: str | os.PathLik
     the admitted clients). ValueError names what is wrong."""
     _require_curve()
     if isinstance(option, str):
+        if _looks_like_key(option) and not os.path.exists(os.path.join(keys_dir(dir), f"{option}.pub")):
+            _check_key_name(option, "curve")  # says it looks like a key, without showing it
+        shown = "<a 40-character name>" if _looks_like_key(option) else repr(option)
         try:
             pair = load_curve_keys(option, dir)
             _check_pair(pair["public_key"], pair["secret_key"], f"{option}.pub", f"{option}.key")
             authorized = load_authorized_keys(dir)
         except ValueError as exc:
-            raise ValueError(f"curve={option!r}: {exc}") from None
+            raise ValueError(f"curve={shown}: {exc}") from None
         return ServiceCurve(pair["public_key"], pair["secret_key"], None if authorized is None else frozenset(authorized))
     if not isinstance(option, Mapping):
         raise ValueError(
@@ -172,9 +175,14 @@ def resolve_service_curve(option: Mapping[str, Any] | str, dir: str | os.PathLik
     public = check_z85_key(_pick(option, _PUBLIC, "curve"), "curve.public_key")
     secret = check_z85_key(_pick(option, _SECRET, "curve"), "curve.secret_key")
     _check_pair(public, secret, "curve.public_key", "curve.secret_key")
+    if not any(name in option for name in _AUTHORIZED):
+        return ServiceCurve(public, secret, None)  # only a missing key means "any CURVE client"
     given = _pick(option, _AUTHORIZED, "curve", required=False)
     if given is None:
-        return ServiceCurve(public, secret, None)
+        raise ValueError(
+            "curve.authorized_keys is None: give a list of Z85 public keys ([] admits nobody), "
+            "or leave authorized_keys out to admit any CURVE client"
+        )
     if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
         raise ValueError(f"curve.authorized_keys must be a list of Z85 public keys (got {type(given).__name__})")
     authorized = [check_z85_key(key, f"curve.authorized_keys[{index}]") for index, key in enumerate(given)]
@@ -227,7 +235,7 @@ def _pick(mapping: Mapping[str, Any], names: tuple[str, str], what: str, *, requ
 
 def _read_key_file(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(path, encoding="utf-8-sig") as file:  # a byte order mark is not part of the key
             return file.read().strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -245,9 +253,22 @@ def _write(path: str, key: str, mode: int) -> None:
         os.close(fd)
 
 
-def _check_key_name(name: object) -> None:
-    if not isinstance(name, str) or _KEY_NAME.match(name) is None or name.startswith("."):
-        raise ValueError(f"a key name must be letters, digits, '.', '-' or '_' (not starting with '.'), got {name!r}")
+def _looks_like_key(value: str) -> bool:
+    """40 Z85 characters: a key, maybe a secret one, that must never be shown."""
+    return Z85_KEY.fullmatch(value.strip()) is not None
+
+
+def _check_key_name(name: object, option: str | None = None) -> None:
+    """A key pair's name; `option` ("curve") prefixes the message when the name came from one."""
+    where = f"{option}=: " if option else ""
+    if isinstance(name, str) and _looks_like_key(name) and (option or _KEY_NAME.fullmatch(name) is None):
+        raise ValueError(  # never echo it: it may be a secret key given where a name goes
+            f"{where}this string looks like a 40-character Z85 key, not a key name: give a key pair "
+            "{'public_key': …, 'secret_key': …}, or the name of a key pair in the keys directory"
+        )
+    if not isinstance(name, str) or _KEY_NAME.fullmatch(name) is None or name.startswith("."):
+        shown = repr(name) if isinstance(name, str) and len(name) <= 64 else f"{len(name)} characters" if isinstance(name, str) else type(name).__name__
+        raise ValueError(f"{where}a key name must be letters, digits, '.', '-' or '_' (not starting with '.'), got {shown}")
 
 
 def _require_curve() -> None:
