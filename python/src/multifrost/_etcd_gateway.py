@@ -12,14 +12,22 @@ first endpoint (refused at once) costs nothing and a black-holed one at most its
 that says etcd cannot serve now (HTTP 503, gRPC Unavailable) moves on too; any other etcd error
 is final. Every failure is a RegistryError. A request opens its own connection: keep-alives are
 seconds apart, and the registering thread and the keep-alive thread never share a socket.
+
+The deadline holds over the whole exchange — name resolution, connect, TLS handshake, sending and
+the whole reply — not per socket operation (http.client's timeout): an endpoint that trickles a
+byte at a time cannot hold a request, and so a registration, a keep-alive or a stopping process's
+revoke, past it.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import io
+import ipaddress
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -34,7 +42,10 @@ if TYPE_CHECKING:
 API_PREFIX: Final = "/v3/"
 #: gRPC status codes that mean "this member cannot answer now": try the next endpoint.
 _UNAVAILABLE: Final = frozenset({14})  # UNAVAILABLE
-_ENDPOINT: Final = re.compile(r"^(https?://)?[A-Za-z0-9._:\[\]-]+:\d{1,5}$")
+#: src/registry/etcd-options.ts's endpoint pattern (ASCII digits; fullmatch: no trailing newline).
+ENDPOINT: Final = re.compile(r"(https?://)?[A-Za-z0-9._:\[\]-]+:\d{1,5}", re.ASCII)
+#: A reply larger than this is not etcd's (a range is capped at 1000 values of 4 KiB, base64).
+MAX_REPLY_BYTES: Final = 32 * 1024 * 1024
 
 
 class EtcdRequestError(RegistryError):
@@ -58,7 +69,7 @@ class Endpoint:
 
 def parse_endpoint(text: str) -> Endpoint:
     """`host:port`, `http://host:port` or `https://host:port` (IPv6 in brackets)."""
-    if not isinstance(text, str) or not _ENDPOINT.match(text):
+    if not isinstance(text, str) or ENDPOINT.fullmatch(text) is None:
         raise ValueError(f"an etcd endpoint must be host:port or http://host:port (got {json.dumps(text)})")
     secure = text.startswith("https://")
     address = re.sub(r"^https?://", "", text)
@@ -101,10 +112,12 @@ class EtcdGateway:
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
 
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POSTs `body` to `/v3/<method>`; the reply's JSON object. RegistryError on any failure."""
+    def call(self, method: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """POSTs `body` to `/v3/<method>`; the reply's JSON object. RegistryError on any failure,
+        within `timeout` seconds (default: the gateway's) whatever the endpoints do."""
         payload = json.dumps(body).encode("utf-8")
-        deadline = time.monotonic() + self.timeout
+        limit = self.timeout if timeout is None else min(self.timeout, timeout)
+        deadline = time.monotonic() + limit
         with self._lock:
             first = self._first
         count = len(self.endpoints)
@@ -116,38 +129,138 @@ class EtcdGateway:
             if left <= 0:
                 break
             try:
-                status, data = self._post(endpoint, API_PREFIX + method, payload, left / (count - attempt))
-            except (OSError, http.client.HTTPException) as exc:
+                status, data = self._post(endpoint, API_PREFIX + method, payload, time.monotonic() + left / (count - attempt))
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 failures.append(f"{endpoint}: {_summary(exc)}")
                 continue
             if status == 200:
+                try:
+                    parsed = _json_object(data, method, endpoint)
+                except EtcdRequestError as exc:
+                    if exc.code not in _UNAVAILABLE:
+                        raise
+                    failures.append(f"{endpoint}: {exc}")
+                    continue
                 with self._lock:
                     self._first = index
-                return _json_object(data, method, endpoint)
+                return parsed
             message, code = _error_of(status, data)
             if status == 503 or code in _UNAVAILABLE:
                 failures.append(f"{endpoint}: {message}")
                 continue
             raise EtcdRequestError(f"etcd {method} failed ({endpoint}): {message}", code)
         tried = "; ".join(failures) if failures else "no time left"
-        raise RegistryError(f"etcd {method} failed: no endpoint answered within {self.timeout:g}s ({tried})")
+        raise RegistryError(f"etcd {method} failed: no endpoint answered within {limit:g}s ({tried})")
 
-    def _post(self, endpoint: Endpoint, path: str, payload: bytes, timeout: float) -> tuple[int, bytes]:
-        connection: http.client.HTTPConnection
-        if endpoint.secure:
-            if self._ssl is None:
-                import ssl  # only for https:// endpoints
-
-                self._ssl = ssl.create_default_context()
-            connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=self._ssl)
-        else:
-            connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+    def _post(self, endpoint: Endpoint, path: str, payload: bytes, deadline: float) -> tuple[int, bytes]:
+        """One HTTP/1.1 POST on a connection of its own, all of it before `deadline` (monotonic)."""
+        sock = _connect(endpoint.host, endpoint.port, deadline)
         try:
-            connection.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            return response.status, response.read()
+            if endpoint.secure:
+                if self._ssl is None:
+                    import ssl  # only for https:// endpoints
+
+                    self._ssl = ssl.create_default_context()
+                _settimeout(sock, deadline)  # CPython bounds the whole handshake by it
+                sock = self._ssl.wrap_socket(sock, server_hostname=endpoint.host)
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            ).encode("ascii")
+            _settimeout(sock, deadline)  # sendall: one bound for all of it
+            sock.sendall(head + payload)
+            response = http.client.HTTPResponse(_DeadlineSource(sock, deadline), method="POST")  # type: ignore[arg-type]
+            response.begin()
+            if response.length is not None and response.length > MAX_REPLY_BYTES:
+                raise http.client.HTTPException(f"a reply of {response.length} bytes")
+            parts: list[bytes] = []
+            size = 0
+            while chunk := response.read(65536):
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise http.client.HTTPException(f"a reply of more than {MAX_REPLY_BYTES} bytes")
+                parts.append(chunk)
+            return response.status, b"".join(parts)
         finally:
-            connection.close()
+            sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads, each given only what is left of the request's time."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        _settimeout(self._sock, self._deadline)
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSource:
+    """What http.client.HTTPResponse reads a reply from (it only calls makefile("rb"))."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._reader = io.BufferedReader(_DeadlineReader(sock, deadline))
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return self._reader
+
+
+def _settimeout(sock: socket.socket, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    sock.settimeout(left)
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[Any]:
+    """getaddrinfo within the deadline: an IP address at once, a name in a helper thread (a
+    resolver that hangs is left behind, daemon, rather than holding the request)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    outcome: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:  # noqa: BLE001 - handed to the request's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=resolve, name="multifrost-etcd-resolve", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if not outcome:
+        raise TimeoutError(f"timed out resolving {host}")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return list(outcome[0])
+
+
+def _connect(host: str, port: int, deadline: float) -> socket.socket:
+    if not 0 < port < 65536:
+        raise OSError(f"port {port} is out of range")
+    error: OSError | None = None
+    for family, kind, proto, _name, address in _resolve(host, port, deadline):
+        sock = socket.socket(family, kind, proto)
+        try:
+            _settimeout(sock, deadline)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+            if isinstance(exc, TimeoutError):
+                break
+    raise error if error is not None else OSError(f"no address for {host}")
 
 
 def _json_object(data: bytes, method: str, endpoint: Endpoint) -> dict[str, Any]:
@@ -178,6 +291,8 @@ def _error_of(status: int, data: bytes) -> tuple[str, int | None]:
         return f"HTTP {status}: {text[:200]}", None
     message = parsed.get("message") or parsed.get("error") or text[:200]
     code = parsed.get("code")
+    if not isinstance(code, int):
+        code = parsed.get("grpc_code")  # a stream's error: {"error": {"grpc_code", "http_code", "message"}}
     return f"{message} (HTTP {status})", code if isinstance(code, int) else None
 
 

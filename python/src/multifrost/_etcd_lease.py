@@ -12,6 +12,7 @@ it (kill -9) leaves the key to the TTL.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Final
 
@@ -24,13 +25,17 @@ RENEW_MAX_S: Final = 2.0
 
 
 class LeaseEvents:
-    """What a registration reports while it runs (for logs); override what you need."""
+    """What a registration reports while it runs (for logs); override what you need. By default
+    one line on stderr each, as the TS EtcdRegistry writes them: a registration that silently
+    vanished from discovery would be a mystery."""
 
     def lost(self, key: str, reason: str) -> None:
         """The lease is gone (etcd said so); re-creating it."""
+        sys.stderr.write(f"multifrost: the etcd lease of {key} was lost ({reason}); registering again when etcd answers\n")
 
     def renewed(self, key: str) -> None:
         """The key is back under a new lease after a loss."""
+        sys.stderr.write(f"multifrost: {key} is registered in etcd again\n")
 
 
 class LeasedKey:
@@ -61,7 +66,8 @@ class LeasedKey:
 
     def stop(self) -> None:
         """Stops the keep-alives and revokes the lease (the key goes with it); a revoke etcd does
-        not answer is left to the TTL. Waits at most about two request timeouts."""
+        not answer is left to the TTL. Waits at most about three request timeouts (every etcd
+        request has one deadline, whatever the endpoint does)."""
         if self._stopping.is_set():
             return
         self._stopping.set()

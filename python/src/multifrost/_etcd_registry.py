@@ -13,7 +13,6 @@ etcd failure is a RegistryError; a bad argument a ValueError. Reads are plain ra
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import secrets
@@ -24,10 +23,11 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._advertise import is_advertised_host
+from ._advertise import LOOPBACK, is_advertised_host
 from ._etcd_gateway import EtcdGateway, b64, prefix_end, unb64
 from ._etcd_lease import LeasedKey, LeaseEvents
 from ._registry_errors import RegistryError, ServiceNotFoundError
+from ._registry_url import check_etcd_options, decode_uri_component
 from .registry import _is_pid, _is_port, _utc_now_iso, check_registration, check_service_id
 
 DEFAULT_PREFIX: Final = "multifrost/"
@@ -35,6 +35,11 @@ DEFAULT_LEASE_TTL: Final = 10
 DEFAULT_REQUEST_TIMEOUT: Final = 3.0
 #: How often `discover` looks again while the service is not there.
 DISCOVER_POLL_S: Final = 0.2
+#: What one read may bring back, whoever wrote under the prefix (src/registry/etcd-registry.ts):
+#: instances of a service, registrations listed, and characters per entry.
+MAX_INSTANCES_READ: Final = 1000
+MAX_REGISTRATIONS_LISTED: Final = 10_000
+MAX_ENTRY_CHARS: Final = 4096
 
 
 class EtcdRegistry:
@@ -52,17 +57,12 @@ class EtcdRegistry:
         """
         endpoints: etcd client endpoints, `host:port` or `http://host:port`, tried in turn.
         prefix: every key this registry writes or reads starts with it.
-        lease_ttl: seconds (an integer >= 2) a crashed service, or a host cut off from etcd, stays
+        lease_ttl: seconds (an integer from 2 to 86400) a crashed service, or a host cut off from etcd, stays
             discoverable; the lease is kept alive every third of it.
         request_timeout: seconds one etcd request may take, over all endpoints, before RegistryError.
-        events: told of lease losses and renewals (for logs).
+        events: told of lease losses and renewals (default: a line on stderr each).
         """
-        if not _is_number(lease_ttl) or not math.isfinite(lease_ttl) or int(lease_ttl) != lease_ttl or lease_ttl < 2:
-            raise ValueError(f"lease_ttl must be an integer >= 2 (got {lease_ttl!r})")
-        if not _is_number(request_timeout) or not 0 < request_timeout < math.inf:
-            raise ValueError(f"request_timeout must be a positive number of seconds (got {request_timeout!r})")
-        if not isinstance(prefix, str):
-            raise ValueError(f"prefix must be a string (got {type(prefix).__name__})")
+        check_etcd_options(endpoints, prefix, lease_ttl, request_timeout)
         self._gateway = EtcdGateway(endpoints, float(request_timeout))
         self.prefix = prefix
         self.lease_ttl = int(lease_ttl)
@@ -143,33 +143,49 @@ class EtcdRegistry:
     # -- reading --------------------------------------------------------------------------------
 
     def instances(self, service_id: str) -> list[dict[str, Any]]:
-        """Every live instance of `service_id`, oldest first."""
-        check_service_id(service_id)
-        prefix = self._service_prefix(service_id)
-        found = [to_etcd_entry(key[len(prefix) :], value) for key, value in self._range(prefix)]
-        return sorted((entry for entry in found if entry is not None), key=lambda entry: entry["started"])
+        """The live instances of `service_id` this process can reach, oldest first: all but those
+        bound to another machine's loopback (`list_instances()` shows them all). At most 1000."""
+        return self._instances(service_id, None)
 
     def lookup(self, service_id: str) -> dict[str, Any] | None:
         """One live instance (picked at random, as the TS side does), or None."""
-        live = self.instances(service_id)
+        return self._lookup(service_id, None)
+
+    def _lookup(self, service_id: str, timeout: float | None) -> dict[str, Any] | None:
+        live = self._instances(service_id, timeout)
         return random.choice(live) if live else None
 
+    def _instances(self, service_id: str, timeout: float | None) -> list[dict[str, Any]]:
+        check_service_id(service_id)
+        prefix = self._service_prefix(service_id)
+        here = socket.gethostname()
+        found = [to_etcd_entry(key[len(prefix) :], value) for key, value in self._range(prefix, MAX_INSTANCES_READ, timeout)]
+        reachable = [
+            entry
+            for entry in found
+            if entry is not None and (LOOPBACK.fullmatch(entry["host"]) is None or entry.get("hostname") in (None, here))
+        ]
+        return sorted(reachable, key=lambda entry: entry["started"])
+
     def discover(self, service_id: str, timeout: float = 5.0) -> dict[str, Any]:
-        """Waits until an instance is registered; ServiceNotFoundError after `timeout` seconds, or
-        the RegistryError of the last look when etcd never answered."""
+        """Waits until an instance is registered, all of it within `timeout` seconds (each look
+        gets what is left of it, at most a request timeout); then ServiceNotFoundError if etcd
+        answered at least once, else the RegistryError of the last look."""
         check_service_id(service_id)
         deadline = time.monotonic() + timeout
+        answered = False
+        error: RegistryError | None = None
         while True:
-            error: RegistryError | None = None
             try:
-                found = self.lookup(service_id)
+                found = self._lookup(service_id, max(deadline - time.monotonic(), 0.001))
+                answered = True
                 if found is not None:
                     return found
             except RegistryError as exc:
                 error = exc
             left = deadline - time.monotonic()
             if left <= 0:
-                raise error if error is not None else ServiceNotFoundError(service_id, timeout)
+                raise ServiceNotFoundError(service_id, timeout) if answered or error is None else error
             time.sleep(min(DISCOVER_POLL_S, left))
 
     def list(self) -> dict[str, dict[str, Any]]:
@@ -183,14 +199,15 @@ class EtcdRegistry:
         """Every live registration as (service id, entry), several per id where several run."""
         prefix = f"{self.prefix}services/"
         result: list[tuple[str, dict[str, Any]]] = []
-        for key, value in self._range(prefix):
+        for key, value in self._range(prefix, MAX_REGISTRATIONS_LISTED):
             rest = key[len(prefix) :]
             slash = rest.rfind("/")
             if slash <= 0:
                 continue
             entry = to_etcd_entry(rest[slash + 1 :], value)
-            if entry is not None:
-                result.append((urllib.parse.unquote(rest[:slash]), entry))
+            service_id = _decode_service_id(rest[:slash])
+            if entry is not None and service_id is not None:
+                result.append((service_id, entry))
         return sorted(result, key=lambda item: (item[0], item[1]["started"]))
 
     # -- internals ------------------------------------------------------------------------------
@@ -198,10 +215,10 @@ class EtcdRegistry:
     def _service_prefix(self, service_id: str) -> str:
         return f"{self.prefix}services/{encode_uri_component(service_id)}/"
 
-    def _range(self, prefix: str) -> list[tuple[str, str]]:
+    def _range(self, prefix: str, limit: int, timeout: float | None = None) -> list[tuple[str, str]]:
         raw = prefix.encode("utf-8")
         try:
-            reply = self._gateway.call("kv/range", {"key": b64(raw), "range_end": b64(prefix_end(raw))})
+            reply = self._gateway.call("kv/range", {"key": b64(raw), "range_end": b64(prefix_end(raw)), "limit": str(limit)}, timeout)
         except RegistryError as exc:
             raise RegistryError(f"etcd read failed ({self.location}): {exc}") from exc
         kvs = reply.get("kvs")
@@ -214,8 +231,12 @@ class EtcdRegistry:
         ]
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _decode_service_id(encoded: str) -> str | None:
+    """A key's id part, or None for one that is not ours (another writer's key under the prefix)."""
+    try:
+        return check_service_id(decode_uri_component(encoded))
+    except ValueError:
+        return None
 
 
 def encode_uri_component(text: str) -> str:
@@ -226,6 +247,8 @@ def encode_uri_component(text: str) -> str:
 def to_etcd_entry(instance: str, value: str) -> dict[str, Any] | None:
     """A registered instance as read back (src/registry/etcd-registry.ts toEtcdEntry); None for a
     value that is not one of ours."""
+    if len(value) > MAX_ENTRY_CHARS // 2 and len(value.encode("utf-16-le", "surrogatepass")) // 2 > MAX_ENTRY_CHARS:
+        return None  # ours are ~200 bytes: not an entry (counted as JavaScript counts)
     try:
         stored = json.loads(value)
     except ValueError:
