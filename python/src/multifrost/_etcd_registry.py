@@ -62,6 +62,8 @@ class EtcdRegistry:
         request_timeout: seconds one etcd request may take, over all endpoints, before RegistryError.
         events: told of lease losses and renewals (default: a line on stderr each).
         """
+        if not isinstance(endpoints, str):
+            endpoints = list(endpoints)  # read once (a generator too)
         check_etcd_options(endpoints, prefix, lease_ttl, request_timeout)
         self._gateway = EtcdGateway(endpoints, float(request_timeout))
         self.prefix = prefix
