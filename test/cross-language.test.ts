@@ -2,13 +2,24 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  CallTimeoutError,
-  EncodeError,
   ParentWorker,
   RemoteCallError,
   WorkerExitedError,
 } from "../src/index.js";
-import { type InteropCalls, CONFORMANCE_CASES, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, PYTHON_TYPES } from "./helpers/interop-vectors.js";
+import {
+  type InteropCalls,
+  CONFORMANCE_CASES,
+  expectInt64Limits,
+  expectMiBRoundTrip,
+  expectMissingAndPrivateRefused,
+  expectNamespaceMismatchNamed,
+  expectNestedUnicodeBytes,
+  expectNonStringKeysRefused,
+  expectPipelined,
+  expectPrimitiveTypes,
+  expectSurvivesGarbage,
+  PYTHON_TYPES,
+} from "./helpers/interop-vectors.js";
 import { descendants, isAlive, waitFor } from "./helpers/processes.js";
 
 /**
@@ -76,58 +87,27 @@ describe("TS parent → Python child", () => {
   });
 
   it("reports missing and private functions as remote errors", async () => {
-    const missing = await worker.callFunction("no_such_fn").catch((e: unknown) => e);
-    expect(missing).toBeInstanceOf(RemoteCallError);
-    expect((missing as RemoteCallError).message).toMatch(/no_such_fn.*not found/);
-    const hidden = await worker.callFunction("_private").catch((e: unknown) => e);
-    expect(hidden).toBeInstanceOf(RemoteCallError);
-    expect((hidden as RemoteCallError).message).toMatch(/private/);
+    await expectMissingAndPrivateRefused(worker);
   });
 
   it("refuses a Map with non-string keys before sending (Python would drop the message)", async () => {
-    const sent = worker.stats.callsSent;
-    await expect(worker.handle().call.echo(new Map([[1, "x"]]))).rejects.toBeInstanceOf(EncodeError);
-    expect(worker.stats.callsSent).toBe(sent);
-    expect(await worker.handle().call.add(2, 2)).toBe(4); // the worker is unaffected
+    await expectNonStringKeysRefused(worker);
   });
 
   it("times out a namespace mismatch with an error naming the namespace", async () => {
-    const error = await worker.handle().call.withOptions({ namespace: "other", timeout: 300 }).add(1, 1).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(CallTimeoutError);
-    expect((error as Error).message).toMatch(/namespace 'other'/);
-    expect(await worker.handle().call.add(1, 1)).toBe(2);
+    await expectNamespaceMismatchNamed(worker);
   });
 
   it("pipelines 250 calls and returns each result to its caller", async () => {
-    const call = worker.handle().call;
-    const results = await Promise.all(Array.from({ length: 250 }, (_, i) => call.add(i, 1000)));
-    expect(results).toEqual(Array.from({ length: 250 }, (_, i) => i + 1000));
+    await expectPipelined(worker);
   });
 
   it("moves a 1 MiB payload both ways", async () => {
-    const payload = Buffer.alloc(1024 * 1024);
-    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
-    const back = (await worker.handle().call.echo(payload)) as Buffer;
-    expect(back.length).toBe(payload.length);
-    expect(Buffer.compare(back, payload)).toBe(0);
+    await expectMiBRoundTrip(worker);
   });
 
   it("survives garbage, stray and duplicate frames from the child, and prints forwarded output", async () => {
-    const before = { ...worker.stats.rejected };
-    const unmatched = worker.stats.unmatchedReplies;
-    expect(await worker.handle().call.spray_garbage()).toBe("sprayed");
-    await waitFor(() => output.lines.includes("stdout: forwarded line"), 5000, "the forwarded stdout line");
-    const rejected = worker.stats.rejected;
-    const grew = (reason: keyof typeof rejected): number => (rejected[reason] ?? 0) - (before[reason] ?? 0);
-    expect(grew("undecodable")).toBe(2);
-    expect(grew("not-a-map")).toBe(2);
-    expect(grew("wrong-app")).toBe(1);
-    expect(grew("missing-id")).toBe(1);
-    expect(grew("unknown-type")).toBe(1);
-    expect(grew("missing-type")).toBe(1);
-    // two unknown ids, then the duplicate of the real reply (it may land just after the call resolved)
-    await waitFor(() => worker.stats.unmatchedReplies - unmatched === 3, 5000, "the duplicate reply");
-    expect(await worker.handle().call.add(40, 2)).toBe(42);
+    await expectSurvivesGarbage(worker, output.lines);
   });
 
   it("lists the Python worker's functions", async () => {

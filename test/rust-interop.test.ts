@@ -19,8 +19,6 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  CallTimeoutError,
-  EncodeError,
   FileRegistry,
   ParentWorker,
   RemoteCallError,
@@ -28,7 +26,20 @@ import {
   type DynamicFunctions,
 } from "../src/index.js";
 import { fixture } from "./helpers/fixtures.js";
-import { type InteropCalls, CONFORMANCE_CASES, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, MSGPACK_TYPES } from "./helpers/interop-vectors.js";
+import {
+  type InteropCalls,
+  CONFORMANCE_CASES,
+  expectInt64Limits,
+  expectMiBRoundTrip,
+  expectMissingAndPrivateRefused,
+  expectNamespaceMismatchNamed,
+  expectNestedUnicodeBytes,
+  expectNonStringKeysRefused,
+  expectPipelined,
+  expectPrimitiveTypes,
+  expectSurvivesGarbage,
+  MSGPACK_TYPES,
+} from "./helpers/interop-vectors.js";
 import { descendants, isAlive, reapAll, waitFor } from "./helpers/processes.js";
 import { serviceHarness } from "./helpers/services.js";
 
@@ -163,43 +174,23 @@ function callVectors(get: () => { worker: ParentWorker; output: ReturnType<typeo
   });
 
   it("reports missing and private functions as remote errors", async () => {
-    const { worker } = get();
-    const missing = await worker.callFunction("no_such_fn").catch((e: unknown) => e);
-    expect(missing).toBeInstanceOf(RemoteCallError);
-    expect((missing as RemoteCallError).message).toMatch(/no_such_fn.*not found/);
-    const hidden = await worker.callFunction("_private").catch((e: unknown) => e);
-    expect(hidden).toBeInstanceOf(RemoteCallError);
-    expect((hidden as RemoteCallError).message).toMatch(/private/);
+    await expectMissingAndPrivateRefused(get().worker);
   });
 
   it("refuses a Map with non-string keys before sending", async () => {
-    const { worker } = get();
-    const sent = worker.stats.callsSent;
-    await expect(worker.handle().call.echo(new Map([[1, "x"]]))).rejects.toBeInstanceOf(EncodeError);
-    expect(worker.stats.callsSent).toBe(sent);
-    expect(await worker.handle().call.add(2, 2)).toBe(4);
+    await expectNonStringKeysRefused(get().worker);
   });
 
   it("times out a namespace mismatch with an error naming the namespace", async () => {
-    const { worker } = get();
-    const error = await worker.handle().call.withOptions({ namespace: "other", timeout: 300 }).add(1, 1).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(CallTimeoutError);
-    expect((error as Error).message).toMatch(/namespace 'other'/);
-    expect(await worker.handle().call.add(1, 1)).toBe(2);
+    await expectNamespaceMismatchNamed(get().worker);
   });
 
   it("pipelines 250 calls and returns each result to its caller", async () => {
-    const call = get().worker.handle().call;
-    const results = await Promise.all(Array.from({ length: 250 }, (_, i) => call.add(i, 1000)));
-    expect(results).toEqual(Array.from({ length: 250 }, (_, i) => i + 1000));
+    await expectPipelined(get().worker);
   });
 
   it("moves a 1 MiB payload both ways", async () => {
-    const payload = Buffer.alloc(1024 * 1024);
-    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
-    const back = (await get().worker.handle().call.echo(payload)) as Buffer;
-    expect(back.length).toBe(payload.length);
-    expect(Buffer.compare(back, payload)).toBe(0);
+    await expectMiBRoundTrip(get().worker);
   });
 
   it("overlaps 5 slow calls and answers heartbeats meanwhile", async () => {
@@ -214,21 +205,7 @@ function callVectors(get: () => { worker: ParentWorker; output: ReturnType<typeo
   });
 
   it("survives garbage, stray and duplicate frames from the child, and prints forwarded output", async () => {
-    const { worker, output } = get();
-    const before = { ...worker.stats.rejected };
-    const unmatched = worker.stats.unmatchedReplies;
-    expect(await worker.handle().call.spray_garbage()).toBe("sprayed");
-    await waitFor(() => output.lines.includes("stdout: forwarded line"), 5000, "the forwarded stdout line");
-    const rejected = worker.stats.rejected;
-    const grew = (reason: keyof typeof rejected): number => (rejected[reason] ?? 0) - (before[reason] ?? 0);
-    expect(grew("undecodable")).toBe(2);
-    expect(grew("not-a-map")).toBe(2);
-    expect(grew("wrong-app")).toBe(1);
-    expect(grew("missing-id")).toBe(1);
-    expect(grew("unknown-type")).toBe(1);
-    expect(grew("missing-type")).toBe(1);
-    await waitFor(() => worker.stats.unmatchedReplies - unmatched === 3, 5000, "the duplicate reply");
-    expect(await worker.handle().call.add(40, 2)).toBe(42);
+    await expectSurvivesGarbage(get().worker, get().output.lines);
   });
 
   it("lists the Rust worker's functions", async () => {

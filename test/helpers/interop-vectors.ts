@@ -1,9 +1,12 @@
 import { expect } from "vitest";
+import { CallTimeoutError, EncodeError, RemoteCallError, type ParentWorker } from "../../src/index.js";
+import { waitFor } from "./processes.js";
 
 /**
- * The value checks every peer language runs (tests of the Python v4 peer, our Python library, the
- * Rust peer): one place for the vectors, so a new peer gets all of them and a fix lands once. The
- * peer's test worker offers echo, type_of, nested, count_bytes and big_ints.
+ * The checks every peer language runs (tests of the Python v4 peer, our Python library, the Rust
+ * peer): one place for them, so a new peer gets all of them and a fix lands once. The peer's test
+ * worker offers echo, type_of, nested, count_bytes, big_ints, add and spray_garbage. The value
+ * checks take a call proxy (the Python library's test loads dist/); the others a ParentWorker from src/.
  */
 export interface InteropCalls {
   echo(value: unknown): Promise<unknown>;
@@ -101,3 +104,68 @@ export const CONFORMANCE_CASES = [
   "concurrency",
   "shutdown",
 ] as const;
+
+/** A missing function and a private one (`_name`) are remote errors, not timeouts. */
+export async function expectMissingAndPrivateRefused(worker: ParentWorker): Promise<void> {
+  const missing = await worker.callFunction("no_such_fn").catch((e: unknown) => e);
+  expect(missing).toBeInstanceOf(RemoteCallError);
+  expect((missing as RemoteCallError).message).toMatch(/no_such_fn.*not found/);
+  const hidden = await worker.callFunction("_private").catch((e: unknown) => e);
+  expect(hidden).toBeInstanceOf(RemoteCallError);
+  expect((hidden as RemoteCallError).message).toMatch(/private/);
+}
+
+/** A Map with non-string keys is refused before sending; the worker is unaffected. */
+export async function expectNonStringKeysRefused(worker: ParentWorker): Promise<void> {
+  const sent = worker.stats.callsSent;
+  await expect(worker.handle().call.echo(new Map([[1, "x"]]))).rejects.toBeInstanceOf(EncodeError);
+  expect(worker.stats.callsSent).toBe(sent);
+  expect(await worker.handle().call.add(2, 2)).toBe(4);
+}
+
+/** A call for another namespace times out with an error naming it; the worker keeps serving. */
+export async function expectNamespaceMismatchNamed(worker: ParentWorker): Promise<void> {
+  const error = await worker.handle().call.withOptions({ namespace: "other", timeout: 300 }).add(1, 1).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(CallTimeoutError);
+  expect((error as Error).message).toMatch(/namespace 'other'/);
+  expect(await worker.handle().call.add(1, 1)).toBe(2);
+}
+
+/** 250 calls in flight, each result back to its own caller. */
+export async function expectPipelined(worker: ParentWorker): Promise<void> {
+  const call = worker.handle().call;
+  const results = await Promise.all(Array.from({ length: 250 }, (_, i) => call.add(i, 1000)));
+  expect(results).toEqual(Array.from({ length: 250 }, (_, i) => i + 1000));
+}
+
+/** A 1 MiB Buffer goes and comes back byte for byte. */
+export async function expectMiBRoundTrip(worker: ParentWorker): Promise<void> {
+  const payload = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+  const back = (await worker.handle().call.echo(payload)) as Buffer;
+  expect(back.length).toBe(payload.length);
+  expect(Buffer.compare(back, payload)).toBe(0);
+}
+
+/**
+ * The peer's `spray_garbage` sends undecodable, non-map, foreign-app, id-less, unknown-type and
+ * type-less frames, two replies to unknown ids, a duplicate reply and a stdout line: each is
+ * counted where it belongs, the output is printed, and the worker keeps serving.
+ */
+export async function expectSurvivesGarbage(worker: ParentWorker, outputLines: readonly string[]): Promise<void> {
+  const before = { ...worker.stats.rejected };
+  const unmatched = worker.stats.unmatchedReplies;
+  expect(await worker.handle().call.spray_garbage()).toBe("sprayed");
+  await waitFor(() => outputLines.includes("stdout: forwarded line"), 5000, "the forwarded stdout line");
+  const rejected = worker.stats.rejected;
+  const grew = (reason: keyof typeof rejected): number => (rejected[reason] ?? 0) - (before[reason] ?? 0);
+  expect(grew("undecodable")).toBe(2);
+  expect(grew("not-a-map")).toBe(2);
+  expect(grew("wrong-app")).toBe(1);
+  expect(grew("missing-id")).toBe(1);
+  expect(grew("unknown-type")).toBe(1);
+  expect(grew("missing-type")).toBe(1);
+  // two unknown ids, then the duplicate of the real reply (it may land just after the call resolved)
+  await waitFor(() => worker.stats.unmatchedReplies - unmatched === 3, 5000, "the duplicate reply");
+  expect(await worker.handle().call.add(40, 2)).toBe(42);
+}
