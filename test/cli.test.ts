@@ -2,7 +2,7 @@
 // through `npm exec`), with a temporary registry and temporary tree and key files. Exit codes,
 // output, JSON shapes, and no process left behind: every process a test starts (the CLI, `script`,
 // services) and everything below it is SIGKILLed after the test, pass or fail.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,20 +10,13 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { fixture } from "./helpers/fixtures.js";
-import { descendants, isAlive, waitFor } from "./helpers/processes.js";
+import { descendants, isAlive, startCaptured, waitFor, type CapturedRun } from "./helpers/processes.js";
 import { serviceHarness } from "./helpers/services.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const MAIN = join(root, "dist", "cli", "main.js");
 const VERSION = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string }).version;
 
-interface Run {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves with the exit code (or the signal) once the process has exited and its pipes closed. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
 
 /** Every process a test started; after each test it and all its descendants are SIGKILLed. */
 const started: ChildProcess[] = [];
@@ -51,15 +44,8 @@ function killQuietly(pid: number): void {
   }
 }
 
-function start(command: string, args: readonly string[], env: Record<string, string> = {}): Run {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  started.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const exited = once(child, "close").then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+function start(command: string, args: readonly string[], env: Record<string, string> = {}): CapturedRun {
+  return startCaptured(command, args, env, started);
 }
 
 /** Runs `multifrost …` to its end. */

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CallTimeoutError, EncodeError, ParentWorker, RemoteCallError, type DynamicFunctions } from "../dist/index.js";
 import { type InteropCalls, expectInt64Limits, expectNestedUnicodeBytes, expectPrimitiveTypes, PYTHON_TYPES } from "./helpers/interop-vectors.js";
-import { descendants, isAlive, reapAll, waitFor } from "./helpers/processes.js";
+import { descendants, isAlive, reapAll, startCaptured, waitFor, type CapturedRun } from "./helpers/processes.js";
 
 /**
  * The Python worker library (python/src/multifrost) with our TS parent, and with the project's
@@ -58,23 +58,10 @@ function readRegistry(dir: string): Record<string, { port: number; pid: number; 
   }
 }
 
-interface Started {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
 
 /** A raw process (reaped after the test), its output kept. */
-function start(command: string, args: string[], env: Record<string, string> = {}): Started {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  processes.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const exited = once(child, "close").then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+function start(command: string, args: string[], env: Record<string, string> = {}): CapturedRun {
+  return startCaptured(command, args, env, processes);
 }
 
 async function elapsedMs(run: () => Promise<unknown>): Promise<number> {
@@ -326,7 +313,7 @@ describe("Python v4-style parent (test/peer) → Python library worker", () => {
 describe("Python library services (connect mode)", () => {
   it("registers 10 Python and 10 TS services at once (all 20 land), serves them, and unregisters each on SIGTERM", async () => {
     const dir = registryDir();
-    const services: Started[] = [];
+    const services: CapturedRun[] = [];
     for (let i = 0; i < 10; i++) {
       services.push(start(PYTHON, [WORKER], { ...PY_ENV, MULTIFROST_REGISTRY_DIR: dir, MF_SERVICE_ID: `py-${i}` }));
       services.push(start(process.execPath, [TS_WORKER], { MULTIFROST_REGISTRY_DIR: dir, MF_SERVICE_ID: `ts-${i}` }));

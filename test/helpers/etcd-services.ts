@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import { closeOpenedRegistries, openRegistry, type RegistryBackend, type ServiceEntry } from "../../src/index.js";
 import { startTestEtcd, type TestEtcd } from "./etcd.mjs";
 import { fixture } from "./fixtures.js";
-import { descendants, reapAll, waitFor } from "./processes.js";
+import { descendants, reapAll, startCaptured, waitFor } from "./processes.js";
 
 const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 
@@ -104,14 +103,9 @@ export function etcdHarness(): EtcdHarness {
       });
     },
     async cli(args, env = {}) {
-      const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-      processes.push(child);
-      let stdout = "";
-      let stderr = "";
-      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-      const [code] = (await once(child, "close")) as [number | null];
-      return { code, stdout, stderr };
+      const run = startCaptured(process.execPath, [CLI, ...args], env, processes);
+      const { code } = await run.exited;
+      return { code, stdout: run.stdout(), stderr: run.stderr() };
     },
   };
   return harness;

@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync, readdirSync } from "node:fs";
 
@@ -59,4 +59,25 @@ export async function reapAll(children: ChildProcess[]): Promise<void> {
       await once(child, "close");
     }
   }
+}
+
+/** A process started with its output kept as text. */
+export interface CapturedRun {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or the signal) once the process has exited and its pipes closed. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `command` (stdin closed, stdout/stderr kept) and adds it to `tracked`, for reapAll after the test. */
+export function startCaptured(command: string, args: readonly string[], env: Record<string, string>, tracked: ChildProcess[]): CapturedRun {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  tracked.push(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const exited = once(child, "close").then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
