@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach } from "vitest";
 import { FileRegistry, ParentWorker, type ConnectOptions } from "../../src/index.js";
-import { reapAll, waitFor } from "./processes.js";
+import { reapAll, startCaptured, waitFor } from "./processes.js";
 
 export interface Service {
   process: ChildProcess;
@@ -57,18 +57,11 @@ export function serviceHarness(dirPrefix: string): ServiceHarness {
     processes,
 
     async startService(serviceId, command, args, env = {}) {
-      const child = spawn(command, args, {
-        env: { ...process.env, MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: serviceId, ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      processes.push(child);
-      let stdout = "";
-      let stderr = "";
-      child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+      const run = startCaptured(command, args, { MULTIFROST_REGISTRY_DIR: registryDir, MF_SERVICE_ID: serviceId, ...env }, processes);
+      const child = run.child;
       await waitFor(
         () => {
-          if (child.exitCode !== null) throw new Error(`service exited early (${child.exitCode}): ${stderr}`);
+          if (child.exitCode !== null) throw new Error(`service exited early (${child.exitCode}): ${run.stderr()}`);
           try {
             const entry = JSON.parse(readFileSync(join(registryDir, "services.json"), "utf8"))[serviceId];
             return entry?.pid === child.pid;
@@ -79,7 +72,7 @@ export function serviceHarness(dirPrefix: string): ServiceHarness {
         10_000,
         `service '${serviceId}' to register`,
       );
-      return { process: child, stdout: () => stdout, stderr: () => stderr };
+      return { process: child, stdout: run.stdout, stderr: run.stderr };
     },
 
     async connect(serviceId, timeoutMs = 5000, options = {}) {
