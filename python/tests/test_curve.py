@@ -319,13 +319,9 @@ SPAWNED = textwrap.dedent("""
 """)
 
 
-def test_spawn_mode_ignores_curve():
+def test_spawn_mode_ignores_curve(parent_dealer):
     """A parent that spawns the worker talks to it in plain ZeroMQ, as the TS ChildWorker does."""
-    context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.bind("tcp://127.0.0.1:*")
-    port = dealer.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+    dealer, port = parent_dealer
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__import__("multifrost").__file__)))
     env.update(COMLINK_ZMQ_PORT=port, MF_CURVE=json.dumps(SERVER))
     process = subprocess.Popen([sys.executable, "-c", SPAWNED], env=env, stderr=subprocess.PIPE, text=True)
@@ -341,7 +337,6 @@ def test_spawn_mode_ignores_curve():
             process.kill()
             process.wait()
         process.stderr.close()
-        context.term()
 
 
 # -- the review's findings: trailing newlines, echoed secrets, None, byte order marks --------------

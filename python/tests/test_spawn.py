@@ -5,7 +5,6 @@ import textwrap
 import time
 
 import msgpack
-import zmq
 
 
 WORKER = textwrap.dedent("""
@@ -39,12 +38,8 @@ def test_neither_port_nor_service_id_is_a_fatal_exit_1():
     assert process.returncode == 1 and "FATAL: Need COMLINK_ZMQ_PORT" in stderr
 
 
-def test_spawned_worker_exits_when_the_parent_connection_is_gone():
-    context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.bind("tcp://127.0.0.1:*")
-    port = dealer.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+def test_spawned_worker_exits_when_the_parent_connection_is_gone(parent_dealer):
+    dealer, port = parent_dealer
     process = run_worker(port)
     try:
         message = {"app": "comlink_ipc_v4", "id": "c", "type": "call", "timestamp": time.time(), "function": "add", "args": [1, 2]}
@@ -58,4 +53,3 @@ def test_spawned_worker_exits_when_the_parent_connection_is_gone():
             process.kill()
             process.wait()
         process.stderr.close()
-        context.term()
