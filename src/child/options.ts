@@ -4,6 +4,7 @@ import { resolveServiceCurve, type ServiceCurveOptions } from "../actors/curve.j
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger, LogLevelOption } from "../observability/logger.js";
 import type { RegistryBackend, RegistrySetting } from "../registry/index.js";
+import { assertAdvertisedHost } from "../registry/registry.js";
 
 /** A ChildWorker's options, their defaults and their checks. */
 
@@ -185,21 +186,17 @@ export async function connectRegistry(connect: ConnectSettings): Promise<Registr
 }
 
 const WILDCARD = new Set(["0.0.0.0", "*", "::", "[::]"]);
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/;
 
 /** The address a service publishes: `advertise`, else a non-loopback `host`, else (wildcard) an interface's address. */
 function advertisedAddress(host: string, advertise: string | undefined): string | undefined {
   if (advertise !== undefined) {
-    if (typeof advertise !== "string" || !/^[A-Za-z0-9._:%[\]-]+$/.test(advertise) || advertise.length > 253) {
-      throw new InvalidArgumentError(`advertise must be a host name or an IP address (got ${JSON.stringify(advertise)})`);
-    }
+    assertAdvertisedHost(advertise, "advertise");
     if (WILDCARD.has(advertise)) throw new InvalidArgumentError(`advertise must be an address parents can reach, not the wildcard ${advertise}`);
     return advertise;
   }
   // The default loopback address is what parents use when an entry names none; another one is published.
   if (host === "127.0.0.1" || host === "localhost") return undefined;
-  if (LOOPBACK.test(host)) return host;
-  if (!WILDCARD.has(host)) return host;
+  if (!WILDCARD.has(host)) return host; // another loopback address, or an interface's
   // Every interface: publish one parents elsewhere can reach; with none, parents on this machine use loopback.
   return Object.values(networkInterfaces())
     .flat()
