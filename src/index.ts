@@ -1,7 +1,7 @@
 export { ParentWorker } from "./parent/parent-worker.js";
 export type { StateChange, ParentWorkerEvents, ParentWorkerStats } from "./parent/parent-worker.js";
 export type { SpawnOptions, ConnectOptions, CommonOptions, CircuitBreakerOptions, InspectOption, OutputStream } from "./parent/options.js";
-export { PARENT_DEFAULTS } from "./parent/options.js";
+export { PARENT_DEFAULTS } from "./parent/resolve-options.js";
 export type { BackoffOptions } from "./core/backoff.js";
 export type { FailureWindowOptions } from "./core/failure-window.js";
 export { ParentHandle } from "./parent/parent-handle.js";

@@ -4,7 +4,8 @@ import { siblingsToRestart } from "../src/core/strategy.js";
 import { CallTimeoutError, ProtocolError, WorkerExitedError, WorkerNotRunningError } from "../src/errors.js";
 import type { ConnectionEvent } from "../src/machines/connection.js";
 import { CallClient } from "../src/parent/call-client.js";
-import { resolveOptions, type ParentOptions } from "../src/parent/options.js";
+import type { ParentOptions } from "../src/parent/options.js";
+import { resolveOptions } from "../src/parent/resolve-options.js";
 import { decodeFrame, encodeMessage } from "../src/wire/index.js";
 import { rejectionOf } from "./helpers/fixtures.js";
 

@@ -32,7 +32,7 @@ import { abortErrorFor, bindSignal, isAbortSignal } from "./call-cancel.js";
 import { CircuitAccounting } from "./circuit-accounting.js";
 import type { CallOptions } from "./call-proxy.js";
 import { CallStream, streamLimits, type StreamOptions, type StreamSink } from "./call-stream.js";
-import { checkRetries, isValidTimeout, type ResolvedOptions } from "./options.js";
+import { checkRetries, isValidTimeout, type ResolvedOptions } from "./resolve-options.js";
 import { RestartBuffer } from "./restart-buffer.js";
 import { GATES, Gate } from "./call-gates.js";
 

@@ -20,7 +20,7 @@ import { nextMessageId } from "../wire/index.js";
 import type { Metadata } from "../wire/messages.js";
 import { AbortError, abortErrorFor, isAbortSignal } from "./call-cancel.js";
 import { LOCAL_PROXY_NAMES, type CallOptions } from "./call-proxy.js";
-import { checkTimeout } from "./options.js";
+import { checkTimeout } from "./resolve-options.js";
 
 /** A stream's options: a call's, plus the bound on the whole stream. */
 export interface StreamOptions extends CallOptions {

@@ -3,7 +3,7 @@ import { CallTimeoutError, ProtocolError, RemoteCallError, SendFailedError } fro
 import type { ConnectionState } from "../machines/connection.js";
 import type { CallClientHost } from "./call-client-host.js";
 import { AbortError } from "./call-cancel.js";
-import type { ResolvedOptions } from "./options.js";
+import type { ResolvedOptions } from "./resolve-options.js";
 
 /**
  * The circuit breaker's bookkeeping for one worker's calls: the failure window that outcomes feed,

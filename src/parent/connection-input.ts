@@ -1,5 +1,5 @@
 import type { ConnectionInput } from "../machines/connection.js";
-import type { ResolvedOptions } from "./options.js";
+import type { ResolvedOptions } from "./resolve-options.js";
 
 /** The connection machine's input from a worker's checked settings. */
 export function connectionInputOf(s: ResolvedOptions, mode: "spawn" | "connect", autoRestart: boolean, supervised: boolean): ConnectionInput {

@@ -12,7 +12,8 @@ import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunction
 import { createStreamProxy, type CallStream, type StreamOptions, type StreamProxy } from "./call-stream.js";
 import { defaultInterpreter } from "./interpreter.js";
 import { connectionInputOf } from "./connection-input.js";
-import { resolveOptions, type ConnectOptions, type ParentOptions, type ResolvedOptions, type SpawnOptions } from "./options.js";
+import type { ConnectOptions, ParentOptions, SpawnOptions } from "./options.js";
+import { resolveOptions, type ResolvedOptions } from "./resolve-options.js";
 import { OutputPrinter } from "./output-printer.js";
 import { ServiceTransport } from "./service-transport.js";
 import { SpawnTransport } from "./spawn-transport.js";

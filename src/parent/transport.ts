@@ -3,7 +3,8 @@ import type { ProcessExit } from "../actors/process-actor.js";
 import type { CloseMode } from "../machines/connection.js";
 import type { LogSink } from "../observability/logger.js";
 import type { CallClient } from "./call-client.js";
-import type { OutputStream, ResolvedOptions } from "./options.js";
+import type { OutputStream } from "./options.js";
+import type { ResolvedOptions } from "./resolve-options.js";
 
 /**
  * How a ParentWorker reaches its worker: by spawning it (spawn mode) or by finding a registered

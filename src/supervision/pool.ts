@@ -1,5 +1,5 @@
 import { CallTimeoutError, InvalidArgumentError, WorkerExitedError, WorkerNotRunningError } from "../errors.js";
-import { checkRetries } from "../parent/options.js";
+import { checkRetries } from "../parent/resolve-options.js";
 import { createCallProxy, type CallOptions, type CallProxy, type DynamicFunctions } from "../parent/call-proxy.js";
 import type { ParentWorker } from "../parent/parent-worker.js";
 import type { Balancer } from "./balancers/balancer.js";

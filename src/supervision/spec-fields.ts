@@ -1,6 +1,7 @@
 import type { BackoffOptions } from "../core/backoff.js";
 import { isLogger } from "../observability/logger.js";
-import { isValidTimeout, type CircuitBreakerOptions } from "../parent/options.js";
+import type { CircuitBreakerOptions } from "../parent/options.js";
+import { isValidTimeout } from "../parent/resolve-options.js";
 import { suggestion } from "./did-you-mean.js";
 import type { WorkerSettings } from "./spec.js";
 
