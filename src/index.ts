@@ -41,6 +41,7 @@ export type {
   RegistrySetting,
   ParsedRegistryUrl,
   EtcdRegistryOptions,
+  LeaseEvents,
 } from "./registry/index.js";
 export { ServicePool } from "./supervision/service-pool.js";
 export { ServiceRegistry } from "./registry/v4-service-registry.js";

@@ -5,5 +5,6 @@ export type { FileRegistryOptions } from "./file-registry.js";
 export { openRegistry, parseRegistryUrl, closeOpenedRegistries, REGISTRY_ENV } from "./open-registry.js";
 export type { RegistrySetting, ParsedRegistryUrl } from "./open-registry.js";
 export type { EtcdRegistryOptions } from "./etcd-options.js";
+export type { LeaseEvents } from "./etcd-lease.js";
 export { isProcessAlive, isOwnerAlive, processStartTime } from "./liveness.js";
 export { ServiceNotFoundError, ServiceAlreadyRunningError, RegistryError } from "../errors.js";
